@@ -1,0 +1,271 @@
+//! Thread-per-core shards: one glommio executor per core, pinned, and typed cross-shard calls.
+//!
+//! A shard owns its state outright (`S`, built on the shard's own thread and never shared).
+//! Work for another shard travels as a boxed closure over a glommio channel mesh and runs
+//! *on the target's thread* against the target's state; the result comes back on a oneshot.
+//! This crate knows nothing of Kafka: it moves closures and results, nothing else.
+//!
+//! It must never hand one shard's state to another thread: jobs receive `Rc<S>` on the
+//! target, and only `Send` values cross.
+
+use std::cell::OnceCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// Index of a shard, `0..count`.
+pub type ShardId = usize;
+
+/// Messages queued per ordered shard pair before a sender waits. Bounded so a flood of
+/// calls to a busy shard applies back-pressure instead of growing memory.
+pub const MESH_CHANNEL_DEPTH: usize = 1024;
+
+/// How long an idle executor spins before it parks. Parking costs a `membarrier` IPI that
+/// is dear in VMs; spinning briefly cuts a cross-shard round trip from ~38 µs to ~15 µs p50
+/// (measured in DESIGN.md, "Known ground").
+pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+
+type Job<S> = Box<dyn FnOnce(Rc<S>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard {0} does not exist")]
+    NoSuchShard(ShardId),
+    #[error("shard {0} has stopped")]
+    Stopped(ShardId),
+    #[error("shard {0} dropped the call before answering")]
+    Canceled(ShardId),
+    #[error("starting shard executors: {0}")]
+    Start(String),
+}
+
+/// The handle a shard uses to reach itself and its peers. Lives on one shard's thread.
+pub struct Shard<S: 'static> {
+    id: ShardId,
+    count: usize,
+    senders: Senders<Job<S>>,
+    /// Weak so that state holding an `Rc<Shard<S>>` does not form a cycle.
+    local: OnceCell<Weak<S>>,
+}
+
+impl<S: 'static> Shard<S> {
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The state of this shard. Panics before `serve`, which is a startup-order bug.
+    pub fn local_state(&self) -> Rc<S> {
+        self.local
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("shard state is installed by serve() before any call is made")
+    }
+
+    /// Installs this shard's state and starts running calls from peers against it.
+    pub fn serve(self: &Rc<Self>, state: &Rc<S>, receivers: Receivers<S>) {
+        self.local
+            .set(Rc::downgrade(state))
+            .unwrap_or_else(|_| panic!("serve() is called once per shard"));
+        for (_peer, receiver) in receivers.0 {
+            let this = Rc::downgrade(self);
+            glommio::spawn_local(async move {
+                while let Some(job) = receiver.recv().await {
+                    let Some(shard) = this.upgrade() else { break };
+                    let Some(state) = shard.local.get().and_then(Weak::upgrade) else {
+                        break;
+                    };
+                    // Each call runs as its own task so a slow call (a long-poll fetch, a
+                    // flush) never holds up the calls queued behind it.
+                    glommio::spawn_local(job(state)).detach();
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Runs `call` on shard `target` against its state and returns the result. A call to
+    /// this shard runs directly, without a channel hop, so both paths look the same to callers.
+    pub async fn invoke_on<T, F, Fut>(&self, target: ShardId, call: F) -> Result<T, ShardError>
+    where
+        F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        if target == self.id {
+            return Ok(call(self.local_state()).await);
+        }
+        if target >= self.count {
+            return Err(ShardError::NoSuchShard(target));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job: Job<S> = Box::new(move |state| {
+            Box::pin(async move {
+                // The caller may have given up (timeout, closed connection): nothing to do then.
+                let _ = reply.send(call(state).await);
+            })
+        });
+        self.senders
+            .send_to(target, job)
+            .await
+            .map_err(|_| ShardError::Stopped(target))?;
+        answer.await.map_err(|_| ShardError::Canceled(target))
+    }
+
+    /// Runs `call` on every shard (this one included) concurrently; results in shard order.
+    pub async fn broadcast<T, F, Fut>(&self, call: F) -> Vec<Result<T, ShardError>>
+    where
+        F: FnOnce(Rc<S>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let calls = (0..self.count).map(|target| self.invoke_on(target, call.clone()));
+        futures::future::join_all(calls).await
+    }
+}
+
+/// This shard's ends of the mesh, handed to `Shard::serve`.
+pub struct Receivers<S: 'static>(
+    Vec<(
+        usize,
+        glommio::channels::shared_channel::ConnectedReceiver<Job<S>>,
+    )>,
+);
+
+/// How to start the shards.
+#[derive(Clone, Debug)]
+pub struct ShardsConfig {
+    pub count: usize,
+    /// Pin shard `i` to CPU `i`. Off when there are more shards than CPUs.
+    pub pin: bool,
+}
+
+impl ShardsConfig {
+    /// One shard per available core, pinned.
+    pub fn per_core() -> Self {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ShardsConfig { count, pin: true }
+    }
+}
+
+/// Starts `config.count` executors, each running `main(shard, receivers)` on its own thread
+/// until it returns, and waits for all of them. `main` builds the shard's state, calls
+/// `shard.serve(&state, receivers)`, then runs the shard's work.
+pub fn run<S, F, Fut>(config: &ShardsConfig, main: F) -> Result<(), ShardError>
+where
+    S: 'static,
+    F: Fn(Rc<Shard<S>>, Receivers<S>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = config.pin && config.count <= cpus;
+    let mesh: MeshBuilder<Job<S>, _> = MeshBuilder::full(config.count, MESH_CHANNEL_DEPTH);
+    let mut handles = Vec::with_capacity(config.count);
+    for id in 0..config.count {
+        let placement = if pin {
+            Placement::Fixed(id)
+        } else {
+            Placement::Unbound
+        };
+        let mesh = mesh.clone();
+        let main = main.clone();
+        let count = config.count;
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("weir-shard-{id}"))
+            .spin_before_park(SPIN_BEFORE_PARK)
+            .spawn(move || async move {
+                let (senders, mut receivers) = mesh
+                    .join()
+                    .await
+                    .expect("every shard joins the mesh exactly once");
+                // The mesh numbers peers in join order; shard ids are that order.
+                let shard = Rc::new(Shard {
+                    id: senders.peer_id(),
+                    count,
+                    senders,
+                    local: OnceCell::new(),
+                });
+                main(shard, Receivers(receivers.streams())).await;
+            })
+            .map_err(|e| ShardError::Start(e.to_string()))?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for handle in handles {
+        if let Err(e) = handle.join() {
+            first_error.get_or_insert(ShardError::Start(e.to_string()));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct Counter {
+        shard: Rc<Shard<Counter>>,
+        hits: Cell<u64>,
+    }
+
+    #[test]
+    fn calls_run_on_the_target_shard_and_return_results() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let config = ShardsConfig {
+            count: 3,
+            pin: false,
+        };
+        let finished = done.clone();
+        run(&config, move |shard: Rc<Shard<Counter>>, receivers| {
+            let finished = finished.clone();
+            async move {
+                let state = Rc::new(Counter {
+                    shard: shard.clone(),
+                    hits: Cell::new(0),
+                });
+                shard.serve(&state, receivers);
+                let me = shard.id();
+                for target in 0..shard.count() {
+                    let (ran_on, hits) = shard
+                        .invoke_on(target, |s: Rc<Counter>| async move {
+                            s.hits.set(s.hits.get() + 1);
+                            (s.shard.id(), s.hits.get())
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(ran_on, target, "call from {me} ran on the wrong shard");
+                    assert!(hits >= 1);
+                }
+                let ids: Vec<_> = shard
+                    .broadcast(|s: Rc<Counter>| async move { s.shard.id() })
+                    .await
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(ids, vec![0, 1, 2]);
+                assert!(matches!(
+                    shard.invoke_on(7, |_s: Rc<Counter>| async {}).await,
+                    Err(ShardError::NoSuchShard(7))
+                ));
+                finished.fetch_add(1, Ordering::SeqCst);
+                // Keep serving until every shard has made its calls.
+                while finished.load(Ordering::SeqCst) < 3 {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+        .unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+}

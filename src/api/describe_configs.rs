@@ -1,0 +1,199 @@
+//! DescribeConfigs for topics (their overrides over Kafka's defaults) and for this broker.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+
+use super::{str_bytes, Answer, RequestContext};
+use crate::metadata::topic_config::{self, ConfigType, TOPIC_CONFIGS};
+use crate::shard_context::ShardContext;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// One described entry: name, value, source, type.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    kind: ConfigType,
+}
+
+pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeConfigsRequest) -> Answer {
+    let results = body
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => topic_entries(ctx, &name),
+                RESOURCE_BROKER => broker_entries(ctx, &name),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Unsupported resource type {other}"),
+                )),
+            };
+            match entries {
+                Err((error, message)) => result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(str_bytes(&message))),
+                Ok(entries) => {
+                    let keys = resource
+                        .configuration_keys
+                        .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                    let configs = entries
+                        .into_iter()
+                        .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
+                        .map(|e| describe(e, body.include_synonyms))
+                        .collect();
+                    result.with_configs(configs)
+                }
+            }
+        })
+        .collect();
+    request.reply(&DescribeConfigsResponse::default().with_results(results))
+}
+
+fn describe(entry: Entry, include_synonyms: bool) -> DescribeConfigsResourceResult {
+    let synonyms = if include_synonyms {
+        vec![DescribeConfigsSynonym::default()
+            .with_name(str_bytes(&entry.name))
+            .with_value(Some(str_bytes(&entry.value)))
+            .with_source(entry.source)]
+    } else {
+        Vec::new()
+    };
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(&entry.name))
+        .with_value(Some(str_bytes(&entry.value)))
+        .with_config_source(entry.source)
+        .with_config_type(entry.kind.code())
+        .with_synonyms(synonyms)
+}
+
+fn topic_entries(ctx: &ShardContext, name: &str) -> Result<Vec<Entry>, (ResponseError, String)> {
+    let image = ctx.image();
+    let topic = image.topic(name).ok_or_else(|| {
+        (
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    Ok(TOPIC_CONFIGS
+        .iter()
+        .map(|def| Entry {
+            name: def.name.to_owned(),
+            value: topic_config::effective(&topic.configs, def).to_owned(),
+            source: if topic.configs.contains_key(def.name) {
+                SOURCE_DYNAMIC_TOPIC
+            } else {
+                SOURCE_DEFAULT
+            },
+            kind: def.kind,
+        })
+        .collect())
+}
+
+fn broker_entries(ctx: &ShardContext, name: &str) -> Result<Vec<Entry>, (ResponseError, String)> {
+    let config = &ctx.config;
+    if !name.is_empty() && name != config.node_id.to_string() {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("Broker {name} is not this broker ({})", config.node_id),
+        ));
+    }
+    let listener = format!("PLAINTEXT://{}", config.listen);
+    let advertised = format!(
+        "PLAINTEXT://{}:{}",
+        config.advertised_host, config.advertised_port
+    );
+    let entry = |name: &str, value: String, source: i8, kind: ConfigType| Entry {
+        name: name.to_owned(),
+        value,
+        source,
+        kind,
+    };
+    let mut entries = vec![
+        entry(
+            "broker.id",
+            config.node_id.to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::Int,
+        ),
+        entry(
+            "node.id",
+            config.node_id.to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::Int,
+        ),
+        entry(
+            "listeners",
+            listener,
+            SOURCE_STATIC_BROKER,
+            ConfigType::List,
+        ),
+        entry(
+            "advertised.listeners",
+            advertised,
+            SOURCE_STATIC_BROKER,
+            ConfigType::List,
+        ),
+        entry(
+            "log.dirs",
+            config.data_dir.display().to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::List,
+        ),
+        entry(
+            "num.partitions",
+            config.num_partitions.to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::Int,
+        ),
+        entry(
+            "auto.create.topics.enable",
+            config.auto_create_topics_enable.to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::Boolean,
+        ),
+        entry(
+            "socket.request.max.bytes",
+            config.socket_request_max_bytes.to_string(),
+            SOURCE_STATIC_BROKER,
+            ConfigType::Int,
+        ),
+        entry(
+            "default.replication.factor",
+            "1".into(),
+            SOURCE_DEFAULT,
+            ConfigType::Int,
+        ),
+    ];
+    // Broker-level defaults of the topic configs, under Kafka's `log.` names where they differ.
+    for def in TOPIC_CONFIGS {
+        let broker_name = match def.name {
+            "segment.bytes" => "log.segment.bytes".to_owned(),
+            "retention.ms" => "log.retention.ms".to_owned(),
+            "retention.bytes" => "log.retention.bytes".to_owned(),
+            "cleanup.policy" => "log.cleanup.policy".to_owned(),
+            "index.interval.bytes" => "log.index.interval.bytes".to_owned(),
+            "max.message.bytes" => "message.max.bytes".to_owned(),
+            _ => continue,
+        };
+        entries.push(entry(
+            &broker_name,
+            def.default.to_owned(),
+            SOURCE_DEFAULT,
+            def.kind,
+        ));
+    }
+    Ok(entries)
+}

@@ -1,0 +1,125 @@
+//! ListOffsets: earliest, latest and by-timestamp offsets, answered by the owner shards.
+
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{group_by_owner, Answer, RequestContext};
+use crate::shard_context::ShardContext;
+
+/// Kafka's special timestamps (ListOffsetsRequest.json).
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+struct Lookup {
+    slot: (usize, usize),
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+}
+
+/// (offset, timestamp) found, or the error for the partition.
+type Found = ((usize, usize), Result<(i64, i64), ResponseError>);
+
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: RequestContext,
+    body: ListOffsetsRequest,
+) -> Answer {
+    let image = ctx.image();
+    let mut topics = Vec::with_capacity(body.topics.len());
+    let mut lookups = Vec::new();
+    for (ti, topic) in body.topics.into_iter().enumerate() {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (pi, p) in topic.partitions.into_iter().enumerate() {
+            partitions.push(answer(
+                p.partition_index,
+                Err(ResponseError::UnknownTopicOrPartition),
+            ));
+            if let Some(owner) = image.owner(&name, p.partition_index) {
+                lookups.push((
+                    owner,
+                    Lookup {
+                        slot: (ti, pi),
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        timestamp: p.timestamp,
+                    },
+                ));
+            }
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    let calls = group_by_owner(ctx.shard.count(), lookups)
+        .into_iter()
+        .map(|(owner, lookups)| {
+            ctx.shard
+                .invoke_on(owner, move |owner_ctx| look_up_all(owner_ctx, lookups))
+        });
+    for found in futures::future::join_all(calls).await {
+        for ((ti, pi), result) in found? {
+            let partition = &mut topics[ti].partitions[pi];
+            *partition = answer(partition.partition_index, result);
+        }
+    }
+    request.reply(&ListOffsetsResponse::default().with_topics(topics))
+}
+
+async fn look_up_all(ctx: Rc<ShardContext>, lookups: Vec<Lookup>) -> Vec<Found> {
+    let mut found = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        let Some(log) = ctx.partition(&lookup.topic, lookup.partition) else {
+            found.push((lookup.slot, Err(ResponseError::NotLeaderOrFollower)));
+            continue;
+        };
+        let result = match lookup.timestamp {
+            LATEST => Ok((log.high_watermark(), -1)),
+            EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
+            // Kafka answers with the offset of the record with the largest timestamp; Weir
+            // does not track it yet, so it answers "none", as Kafka does for an empty log.
+            MAX_TIMESTAMP => Ok((-1, -1)),
+            timestamp if timestamp < 0 => Err(ResponseError::InvalidRequest),
+            timestamp => match log.offset_for_timestamp(timestamp).await {
+                Ok(Some((offset, ts))) => Ok((offset, ts)),
+                Ok(None) => Ok((-1, -1)),
+                Err(e) => {
+                    tracing::error!(
+                        "offset for timestamp in {}-{}: {e}",
+                        lookup.topic,
+                        lookup.partition
+                    );
+                    Err(ResponseError::KafkaStorageError)
+                }
+            },
+        };
+        found.push((lookup.slot, result));
+    }
+    found
+}
+
+fn answer(
+    partition: i32,
+    result: Result<(i64, i64), ResponseError>,
+) -> ListOffsetsPartitionResponse {
+    let response = ListOffsetsPartitionResponse::default()
+        .with_partition_index(partition)
+        .with_leader_epoch(0);
+    match result {
+        Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
+        Err(error) => response
+            .with_error_code(error.code())
+            .with_offset(-1)
+            .with_timestamp(-1),
+    }
+}

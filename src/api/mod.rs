@@ -1,0 +1,161 @@
+//! Kafka API dispatch: which APIs and versions Weir serves, and the handler for each.
+//!
+//! One file per API, named after it. Handlers get their request decoded by kafka-protocol
+//! (produce record batches stay opaque `Bytes` slices of the frame) and return a response
+//! frame; Fetch writes its own response so that record data can be sent with sendfile.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod fetch_response;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::server::response::{self, Response};
+use crate::shard_context::ShardContext;
+
+/// The APIs Weir serves and the version range of each, as advertised by ApiVersions. Ranges
+/// start at Kafka 4.0's minimums (KIP-896) or lower and reach the versions current clients
+/// (librdkafka 2.x, Java 3.x/4.x, kafka-python, KafkaJS) ask for.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+pub type Answer = Result<Option<Response>, anyhow::Error>;
+pub type Handler = Pin<Box<dyn Future<Output = Answer>>>;
+
+/// Why a frame gets no handler.
+pub enum DispatchError {
+    /// Answer at once with this response (ApiVersions at an unsupported version).
+    Respond(Response),
+    /// Close the connection, as Kafka does for requests it cannot parse.
+    Close(String),
+}
+
+/// What every handler needs to answer its request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestContext {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+}
+
+impl RequestContext {
+    pub fn response_header_version(&self) -> i16 {
+        self.api_key.response_header_version(self.version)
+    }
+
+    /// Encodes `body` as this request's response.
+    pub fn reply<T: Encodable>(&self, body: &T) -> Answer {
+        response::encode(
+            self.correlation_id,
+            self.response_header_version(),
+            body,
+            self.version,
+        )
+        .map(Some)
+    }
+}
+
+/// Reads the request header and returns the future that answers the request.
+pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<Handler, DispatchError> {
+    // frame.rs guarantees at least REQUEST_BYTES_MIN bytes: key, version, correlation id.
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key = ApiKey::try_from(api_key)
+        .map_err(|_| DispatchError::Close(format!("unknown API key {api_key}")))?;
+    let Some((min, max)) = supported_versions(key) else {
+        return Err(DispatchError::Close(format!("unsupported API {key:?}")));
+    };
+    if !(min..=max).contains(&version) {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: a client newer than the broker learns the supported range from a v0
+            // response carrying UNSUPPORTED_VERSION, then retries at a version both know.
+            return Err(DispatchError::Respond(api_versions::unsupported_version(
+                correlation_id,
+            )));
+        }
+        return Err(DispatchError::Close(format!(
+            "unsupported version {version} of {key:?} (supported {min}..={max})"
+        )));
+    }
+    let mut body = frame;
+    RequestHeader::decode(&mut body, key.request_header_version(version))
+        .map_err(|e| DispatchError::Close(format!("bad {key:?} v{version} request header: {e}")))?;
+    let request = RequestContext {
+        api_key: key,
+        version,
+        correlation_id,
+    };
+    let ctx = ctx.clone();
+    Ok(Box::pin(async move {
+        let decoded = RequestKind::decode(key, &mut body, version)
+            .map_err(|e| anyhow::anyhow!("bad {key:?} v{version} request body: {e}"))?;
+        handle(ctx, request, decoded).await
+    }))
+}
+
+async fn handle(ctx: Rc<ShardContext>, request: RequestContext, decoded: RequestKind) -> Answer {
+    match decoded {
+        RequestKind::Produce(r) => produce::handle(&ctx, request, r).await,
+        RequestKind::Fetch(r) => fetch::handle(&ctx, request, r).await,
+        RequestKind::ListOffsets(r) => list_offsets::handle(&ctx, request, r).await,
+        RequestKind::Metadata(r) => metadata::handle(&ctx, request, r).await,
+        RequestKind::ApiVersions(r) => api_versions::handle(request, r),
+        RequestKind::CreateTopics(r) => create_topics::handle(&ctx, request, r).await,
+        RequestKind::DeleteTopics(r) => delete_topics::handle(&ctx, request, r).await,
+        RequestKind::DescribeConfigs(r) => describe_configs::handle(&ctx, request, r),
+        RequestKind::DescribeCluster(r) => describe_cluster::handle(&ctx, request, r),
+        // dispatch() admits only SUPPORTED_APIS, each of which has an arm above.
+        _ => Err(anyhow::anyhow!("no handler for {:?}", request.api_key)),
+    }
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Groups per-partition work by owner shard, so a request costs one cross-shard call per
+/// shard rather than one per partition.
+pub fn group_by_owner<T>(
+    shard_count: usize,
+    items: impl IntoIterator<Item = (usize, T)>,
+) -> Vec<(usize, Vec<T>)> {
+    let mut groups: Vec<Vec<T>> = (0..shard_count).map(|_| Vec::new()).collect();
+    for (owner, item) in items {
+        groups[owner].push(item);
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .collect()
+}

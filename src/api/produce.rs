@@ -1,0 +1,194 @@
+//! Produce: validate record batches on the connection's shard, append them on the owners.
+//!
+//! Hot path. Batches are never decoded record by record: `validate_produce_batches` checks
+//! framing, CRC32C and counts in one pass over the bytes, on the shard that read the frame
+//! (so CRC work spreads over the shards clients connect to). The payload then travels as a
+//! zero-copy `Bytes` slice of the request frame to the owning shard, one cross-shard call per
+//! owner, where the log stamps offsets and appends.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use weir_storage::{validate_produce_batches, StorageError};
+
+use super::{group_by_owner, Answer, RequestContext};
+use crate::metadata::topic_config;
+use crate::shard_context::ShardContext;
+
+/// One partition's records on their way to the owner.
+struct AppendJob {
+    /// (topic index, partition index) in the request, to place the answer.
+    slot: (usize, usize),
+    topic: String,
+    partition: i32,
+    records: Bytes,
+}
+
+/// The owner's answer for one partition.
+type AppendAnswer = ((usize, usize), Result<(i64, i64), ResponseError>);
+
+pub async fn handle(
+    ctx: &Rc<ShardContext>,
+    request: RequestContext,
+    body: ProduceRequest,
+) -> Answer {
+    let acks = body.acks;
+    let image = ctx.image();
+    let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(body.topic_data.len());
+    let mut jobs = Vec::new();
+    for (ti, topic) in body.topic_data.into_iter().enumerate() {
+        let name = topic.name.0.to_string();
+        let meta = image.topic(&name);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, data) in topic.partition_data.into_iter().enumerate() {
+            partitions.push(partition_response(
+                data.index,
+                Err(ResponseError::UnknownTopicOrPartition),
+            ));
+            let checked = if !matches!(acks, -1..=1) {
+                Err(ResponseError::InvalidRequiredAcks)
+            } else {
+                match (meta, image.owner(&name, data.index)) {
+                    (Some(meta), Some(owner)) => {
+                        check_records(data.records, topic_config::max_message_bytes(&meta.configs))
+                            .map(|records| (owner, records))
+                    }
+                    _ => Err(ResponseError::UnknownTopicOrPartition),
+                }
+            };
+            match checked {
+                Ok((owner, records)) => jobs.push((
+                    owner,
+                    AppendJob {
+                        slot: (ti, pi),
+                        topic: name.clone(),
+                        partition: data.index,
+                        records,
+                    },
+                )),
+                Err(error) => partitions[pi] = partition_response(data.index, Err(error)),
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    let calls = group_by_owner(ctx.shard.count(), jobs)
+        .into_iter()
+        .map(|(owner, jobs)| {
+            ctx.shard
+                .invoke_on(owner, move |owner_ctx| append_all(owner_ctx, jobs))
+        });
+    for answers in futures::future::join_all(calls).await {
+        for ((ti, pi), result) in answers? {
+            let partition = &mut responses[ti].partition_responses[pi];
+            *partition = partition_response(partition.index, result);
+        }
+    }
+    if acks == 0 {
+        // acks=0: the producer does not read a response, so none is sent.
+        return Ok(None);
+    }
+    request.reply(&ProduceResponse::default().with_responses(responses))
+}
+
+/// Validates the batches of one partition's payload before anything is appended.
+fn check_records(records: Option<Bytes>, max_message_bytes: usize) -> Result<Bytes, ResponseError> {
+    let records = records
+        .filter(|r| !r.is_empty())
+        .ok_or(ResponseError::CorruptMessage)?;
+    validate_produce_batches(&records).map_err(|e| {
+        if e.is_corrupt() {
+            ResponseError::CorruptMessage
+        } else {
+            ResponseError::InvalidRecord
+        }
+    })?;
+    if batch_lengths(&records).any(|len| len > max_message_bytes) {
+        return Err(ResponseError::MessageTooLarge);
+    }
+    Ok(records)
+}
+
+/// Lengths of the batches in an already-validated payload (offset 8: batchLength).
+fn batch_lengths(records: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let field = records.get(at + 8..at + 12)?;
+        let len = 12 + i32::from_be_bytes(field.try_into().ok()?) as usize;
+        at += len;
+        Some(len)
+    })
+}
+
+/// Runs on the owner shard: appends every job concurrently; each completes once durable.
+async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAnswer> {
+    let appends = jobs.into_iter().map(|job| {
+        let log = ctx.partition(&job.topic, job.partition);
+        async move {
+            let Some(log) = log else {
+                return (job.slot, Err(ResponseError::NotLeaderOrFollower));
+            };
+            let result = match log.append(&job.records).await {
+                Ok(outcome) => Ok((outcome.base_offset, log.log_start_offset())),
+                Err(StorageError::Batch(e)) if e.is_corrupt() => Err(ResponseError::CorruptMessage),
+                Err(StorageError::Batch(_)) => Err(ResponseError::InvalidRecord),
+                Err(e) => {
+                    tracing::error!("append to {}-{}: {e}", job.topic, job.partition);
+                    Err(ResponseError::KafkaStorageError)
+                }
+            };
+            (job.slot, result)
+        }
+    });
+    futures::future::join_all(appends).await
+}
+
+fn partition_response(
+    index: i32,
+    result: Result<(i64, i64), ResponseError>,
+) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_log_append_time_ms(-1);
+    match result {
+        Ok((base_offset, log_start_offset)) => response
+            .with_base_offset(base_offset)
+            .with_log_start_offset(log_start_offset),
+        Err(error) => response
+            .with_error_code(error.code())
+            .with_base_offset(-1)
+            .with_log_start_offset(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_lengths_walks_concatenated_batches() {
+        let mut records = vec![0u8; 12 + 50 + 12 + 70];
+        records[8..12].copy_from_slice(&50i32.to_be_bytes());
+        records[62 + 8..62 + 12].copy_from_slice(&70i32.to_be_bytes());
+        assert_eq!(batch_lengths(&records).collect::<Vec<_>>(), vec![62, 82]);
+    }
+
+    #[test]
+    fn null_or_empty_records_are_corrupt() {
+        assert_eq!(
+            check_records(None, 1 << 20),
+            Err(ResponseError::CorruptMessage)
+        );
+        assert_eq!(
+            check_records(Some(Bytes::new()), 1 << 20),
+            Err(ResponseError::CorruptMessage)
+        );
+        assert!(check_records(Some(Bytes::from_static(&[1, 2, 3])), 1 << 20).is_err());
+    }
+}

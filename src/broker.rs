@@ -1,0 +1,197 @@
+//! Broker lifecycle: lock the data dir, load metadata, start one shard per core, serve until
+//! SIGINT/SIGTERM, then flush every log and exit.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use weir_shard::{Receivers, Shard, ShardsConfig};
+
+use crate::config::Config;
+use crate::metadata::image::new_cluster_id;
+use crate::metadata::{snapshot, topic_config, MetadataImage};
+use crate::server::listener;
+use crate::shard_context::ShardContext;
+use crate::shutdown::{self, Shutdown};
+
+/// Holds an exclusive flock on `<data_dir>/.lock` for the life of the process, so a second
+/// broker on the same data dir refuses to start instead of corrupting the logs.
+pub struct DataDirLock(#[allow(dead_code)] File);
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+        let path = data_dir.join(".lock");
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "data dir {} is in use by another Weir process ({})",
+                data_dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(DataDirLock(file))
+    }
+}
+
+/// Loads the metadata image, creating it on a fresh data dir and re-homing partitions whose
+/// shard no longer exists.
+fn load_image(config: &Config) -> anyhow::Result<MetadataImage> {
+    let (mut image, fresh) = match snapshot::load(&config.data_dir)? {
+        Some(image) => (image, false),
+        None => (
+            MetadataImage {
+                cluster_id: new_cluster_id(),
+                ..MetadataImage::default()
+            },
+            true,
+        ),
+    };
+    let moved = image.rebalance_missing_owners(config.smp);
+    if fresh || moved {
+        image.version += 1;
+        snapshot::store(&config.data_dir, &image)?;
+    }
+    Ok(image)
+}
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
+    // Every shard binds with SO_REUSEPORT, which would silently share the port with another
+    // process doing the same; a plain bind first proves the port is ours.
+    std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("listen address {} is not available", config.listen))?;
+    let image = Arc::new(load_image(&config)?);
+    tracing::info!(
+        "starting: {} shard(s), data dir {}, {} topic(s)",
+        config.smp,
+        config.data_dir.display(),
+        image.topics.len()
+    );
+    shutdown::block_signals().context("blocking signals")?;
+    let shutdown = Shutdown::default();
+    let config = Arc::new(config);
+    let started = Arc::new(AtomicUsize::new(0));
+    let shards = ShardsConfig {
+        count: config.smp,
+        ..ShardsConfig::per_core()
+    };
+    let shard_thread = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("weir-shards".into())
+            .spawn(move || {
+                weir_shard::run(&shards, move |shard, receivers| {
+                    shard_main(
+                        shard,
+                        receivers,
+                        config.clone(),
+                        image.clone(),
+                        shutdown.clone(),
+                        started.clone(),
+                    )
+                })
+            })?
+    };
+    let signal = shutdown::wait_for_signal(&shutdown).context("waiting for signals")?;
+    tracing::info!("{signal:?}: shutting down");
+    shard_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("a shard panicked"))?
+        .context("running shards")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Stops the whole broker from inside a shard (startup failure): the main thread is parked in
+/// sigwait, so it is woken the way an operator would wake it.
+fn abort_startup(shutdown: &Shutdown, why: String) {
+    tracing::error!("{why}");
+    shutdown.begin();
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+}
+
+async fn shard_main(
+    shard: Rc<Shard<ShardContext>>,
+    receivers: Receivers<ShardContext>,
+    config: Arc<Config>,
+    image: Arc<MetadataImage>,
+    shutdown: Shutdown,
+    started: Arc<AtomicUsize>,
+) {
+    let ctx = Rc::new(ShardContext::new(
+        shard.clone(),
+        config.clone(),
+        image.clone(),
+    ));
+    shard.serve(&ctx, receivers);
+    if let Err(e) = open_owned_partitions(&ctx, &image).await {
+        return abort_startup(
+            &shutdown,
+            format!("shard {}: recovering partitions: {e}", shard.id()),
+        );
+    }
+    let listener = match listener::bind(config.listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            return abort_startup(
+                &shutdown,
+                format!("shard {}: binding {}: {e}", shard.id(), config.listen),
+            )
+        }
+    };
+    // Accept only once every shard has recovered its partitions, so no request is routed to
+    // a log that is not open yet.
+    started.fetch_add(1, Ordering::AcqRel);
+    while started.load(Ordering::Acquire) < shard.count() && !shutdown.is_started() {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    if shard.id() == 0 {
+        tracing::info!(
+            "listening on {} (advertised as {}:{})",
+            config.listen,
+            config.advertised_host,
+            config.advertised_port
+        );
+    }
+    listener::accept_loop(ctx.clone(), listener, shutdown).await;
+    for log in ctx.all_partitions() {
+        if let Err(e) = log.flush().await {
+            tracing::error!("shard {}: flushing on shutdown: {e}", shard.id());
+        }
+    }
+}
+
+async fn open_owned_partitions(
+    ctx: &Rc<ShardContext>,
+    image: &MetadataImage,
+) -> anyhow::Result<()> {
+    let me = ctx.shard.id();
+    let opens = image.topics.values().flat_map(|topic| {
+        let log_config = topic_config::log_config(&topic.configs);
+        topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| p.owner_shard as usize == me)
+            .map(move |(index, _)| {
+                let (ctx, name, log_config) = (ctx.clone(), topic.name.clone(), log_config.clone());
+                async move {
+                    ctx.open_partition(&name, index as i32, log_config)
+                        .await
+                        .with_context(|| format!("{name}-{index}"))
+                }
+            })
+    });
+    for result in futures::future::join_all(opens).await {
+        result?;
+    }
+    Ok(())
+}

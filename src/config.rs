@@ -1,0 +1,254 @@
+//! Broker configuration: command-line flags, optionally layered over a TOML file.
+//!
+//! A flag given on the command line wins over the file; the file wins over the defaults.
+//! Names follow Kafka's broker configs where Kafka has one (`auto.create.topics.enable` is
+//! `auto_create_topics_enable` here).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Kafka's `socket.request.max.bytes` default: the largest request frame accepted.
+pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 100 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Command-line flags. Every field is optional so that the config file can supply it.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka-compatible streaming broker, thread-per-core on io_uring"
+)]
+pub struct Flags {
+    /// TOML config file; flags given on the command line override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to accept Kafka clients on [default: 127.0.0.1:9092].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// host:port advertised to clients in Metadata [default: the listen address].
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// Directory holding the logs and metadata [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (one pinned executor each) [default: all available cores].
+    #[arg(long)]
+    pub smp: Option<usize>,
+    /// This broker's node id [default: 0].
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Create a topic when a client asks for its metadata [default: true].
+    #[arg(long)]
+    pub auto_create_topics_enable: Option<bool>,
+    /// Partitions of an auto-created topic [default: 1].
+    #[arg(long)]
+    pub num_partitions: Option<i32>,
+    /// Largest request frame accepted, in bytes [default: 104857600].
+    #[arg(long)]
+    pub socket_request_max_bytes: Option<u32>,
+}
+
+/// The same keys as the flags, from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub advertised_listener: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub smp: Option<usize>,
+    pub node_id: Option<i32>,
+    pub auto_create_topics_enable: Option<bool>,
+    pub num_partitions: Option<i32>,
+    pub socket_request_max_bytes: Option<u32>,
+}
+
+/// The resolved configuration the broker runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub data_dir: PathBuf,
+    pub smp: usize,
+    pub node_id: i32,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub socket_request_max_bytes: u32,
+}
+
+impl Config {
+    pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
+        let advertised = flags
+            .advertised_listener
+            .or(file.advertised_listener)
+            .unwrap_or_else(|| listen.to_string());
+        let (advertised_host, advertised_port) = parse_host_port(&advertised)?;
+        let smp = flags
+            .smp
+            .or(file.smp)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if smp == 0 || smp > 1024 {
+            return Err(ConfigError::Invalid {
+                field: "smp",
+                reason: format!("{smp} is not in 1..=1024"),
+            });
+        }
+        let num_partitions = flags.num_partitions.or(file.num_partitions).unwrap_or(1);
+        if num_partitions < 1 {
+            return Err(ConfigError::Invalid {
+                field: "num_partitions",
+                reason: format!("{num_partitions} must be at least 1"),
+            });
+        }
+        let socket_request_max_bytes = flags
+            .socket_request_max_bytes
+            .or(file.socket_request_max_bytes)
+            .unwrap_or(SOCKET_REQUEST_MAX_BYTES_DEFAULT);
+        if socket_request_max_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "socket_request_max_bytes",
+                reason: format!("{socket_request_max_bytes} is below 1024"),
+            });
+        }
+        Ok(Config {
+            listen,
+            advertised_host,
+            advertised_port,
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            smp,
+            node_id: flags.node_id.or(file.node_id).unwrap_or(0),
+            auto_create_topics_enable: flags
+                .auto_create_topics_enable
+                .or(file.auto_create_topics_enable)
+                .unwrap_or(true),
+            num_partitions,
+            socket_request_max_bytes,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse_host_port(text: &str) -> Result<(String, i32), ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        field: "advertised_listener",
+        reason: format!("{text:?}: {reason}"),
+    };
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("port is not a number in 0..=65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("empty host"));
+    }
+    Ok((host.to_owned(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_9092() {
+        let config = Config::from_flags(Flags::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (config.advertised_host.as_str(), config.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert!(config.auto_create_topics_enable);
+        assert_eq!(
+            config.socket_request_max_bytes,
+            SOCKET_REQUEST_MAX_BYTES_DEFAULT
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:19092\"\nsmp = 1\nnum_partitions = 3\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(path),
+            smp: Some(2),
+            ..Flags::default()
+        };
+        let config = Config::from_flags(flags).unwrap();
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.smp, 2);
+        assert_eq!(config.num_partitions, 3);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(ConfigError::Parse { .. })
+        ));
+        let flags = Flags {
+            smp: Some(0),
+            ..Flags::default()
+        };
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(ConfigError::Invalid { field: "smp", .. })
+        ));
+        let flags = Flags {
+            advertised_listener: Some("nohost".into()),
+            ..Flags::default()
+        };
+        assert!(Config::from_flags(flags).is_err());
+    }
+}

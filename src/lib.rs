@@ -1,0 +1,13 @@
+//! Weir: a Kafka-wire-compatible broker, thread-per-core on glommio and io_uring.
+//!
+//! `server` accepts and frames requests, `api` has one handler per Kafka API, `metadata`
+//! holds topics and placement, `shard_context` is what each shard owns. Logs live in the
+//! `weir-storage` crate; cross-shard calls in `weir-shard`.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod metadata;
+pub mod server;
+pub mod shard_context;
+pub mod shutdown;

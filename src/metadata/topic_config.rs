@@ -1,0 +1,207 @@
+//! Kafka's topic-level configs: the names Weir knows, their defaults and value types.
+//!
+//! An unknown name or a value of the wrong type is rejected at CreateTopics with
+//! INVALID_CONFIG, as Kafka does. DescribeConfigs lists these with their effective values.
+
+use std::collections::BTreeMap;
+
+use weir_storage::LogConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    Int,
+    Long,
+    Double,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// Kafka's DescribeConfigs `config_type` codes (KIP-569).
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One known topic config. `default` is the value a topic has without an override.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: ConfigType,
+    /// Smallest legal value for numeric configs.
+    pub min: i64,
+}
+
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    kind: ConfigType,
+    min: i64,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        name,
+        default,
+        kind,
+        min,
+    }
+}
+
+/// Kafka 3.x topic configs with Kafka's defaults (sorted by name).
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    def("cleanup.policy", "delete", ConfigType::List, 0),
+    def("compression.type", "producer", ConfigType::String, 0),
+    def("delete.retention.ms", "86400000", ConfigType::Long, 0),
+    def("file.delete.delay.ms", "60000", ConfigType::Long, 0),
+    def("flush.messages", "9223372036854775807", ConfigType::Long, 1),
+    def("flush.ms", "9223372036854775807", ConfigType::Long, 0),
+    def("index.interval.bytes", "4096", ConfigType::Int, 0),
+    def(
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        ConfigType::Long,
+        1,
+    ),
+    def("max.message.bytes", "1048588", ConfigType::Int, 0),
+    def(
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        ConfigType::Long,
+        0,
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        ConfigType::Long,
+        0,
+    ),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        ConfigType::String,
+        0,
+    ),
+    def("min.cleanable.dirty.ratio", "0.5", ConfigType::Double, 0),
+    def("min.compaction.lag.ms", "0", ConfigType::Long, 0),
+    def("min.insync.replicas", "1", ConfigType::Int, 1),
+    def("preallocate", "false", ConfigType::Boolean, 0),
+    def("retention.bytes", "-1", ConfigType::Long, -1),
+    def("retention.ms", "604800000", ConfigType::Long, -1),
+    def("segment.bytes", "1073741824", ConfigType::Int, 14),
+    def("segment.index.bytes", "10485760", ConfigType::Int, 4),
+    def("segment.jitter.ms", "0", ConfigType::Long, 0),
+    def("segment.ms", "604800000", ConfigType::Long, 1),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        ConfigType::Boolean,
+        0,
+    ),
+];
+
+pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks one override; the error text is what Kafka's INVALID_CONFIG message would say.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let def = find(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    let bad = || format!("Invalid value {value} for configuration {name}");
+    match def.kind {
+        ConfigType::Boolean => value.parse::<bool>().map(|_| ()).map_err(|_| bad()),
+        ConfigType::Int | ConfigType::Long => {
+            let n: i64 = value.parse().map_err(|_| bad())?;
+            if def.kind == ConfigType::Int && i32::try_from(n).is_err() {
+                return Err(bad());
+            }
+            if n < def.min {
+                return Err(format!("{}: Value must be at least {}", bad(), def.min));
+            }
+            Ok(())
+        }
+        ConfigType::Double => value.parse::<f64>().map(|_| ()).map_err(|_| bad()),
+        ConfigType::String | ConfigType::List => validate_enum(name, value).ok_or_else(bad),
+    }
+}
+
+fn validate_enum(name: &str, value: &str) -> Option<()> {
+    let ok = match name {
+        "cleanup.policy" => value
+            .split(',')
+            .all(|p| matches!(p.trim(), "delete" | "compact")),
+        "compression.type" => matches!(
+            value,
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+        ),
+        "message.timestamp.type" => matches!(value, "CreateTime" | "LogAppendTime"),
+        _ => true,
+    };
+    ok.then_some(())
+}
+
+/// The effective value of `name` for a topic with these overrides.
+pub fn effective<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    def: &'static TopicConfigDef,
+) -> &'a str {
+    overrides.get(def.name).map_or(def.default, String::as_str)
+}
+
+/// Storage settings derived from a topic's configs.
+pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
+    let number = |name: &str| -> Option<i64> { overrides.get(name).and_then(|v| v.parse().ok()) };
+    let mut config = LogConfig::default();
+    if let Some(bytes) = number("segment.bytes") {
+        config.segment_bytes = bytes.max(1) as u64;
+    }
+    if let Some(bytes) = number("index.interval.bytes") {
+        config.index_interval_bytes = bytes.clamp(0, i64::from(u32::MAX)) as u32;
+    }
+    config
+}
+
+/// `max.message.bytes` for a topic: the largest record batch a producer may append.
+pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
+    overrides
+        .get("max.message.bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_048_588)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_defaults_are_valid() {
+        assert!(TOPIC_CONFIGS.windows(2).all(|w| w[0].name < w[1].name));
+        for d in TOPIC_CONFIGS {
+            assert_eq!(validate(d.name, d.default), Ok(()), "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_names_and_bad_values() {
+        assert!(validate("no.such.config", "1").is_err());
+        assert!(validate("segment.bytes", "ten").is_err());
+        assert!(validate("segment.bytes", "3000000000").is_err());
+        assert!(validate("segment.bytes", "1").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("cleanup.policy", "shred").is_err());
+        assert!(validate("preallocate", "maybe").is_err());
+    }
+
+    #[test]
+    fn log_config_follows_overrides() {
+        let overrides = [("segment.bytes".to_string(), "2048".to_string())].into();
+        assert_eq!(log_config(&overrides).segment_bytes, 2048);
+        assert_eq!(max_message_bytes(&BTreeMap::new()), 1_048_588);
+    }
+}

@@ -1,0 +1,117 @@
+//! What one shard owns: its partitions' logs, its copy of the metadata image, and (on shard 0)
+//! the controller. Built on the shard's own thread; never touched by another.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use weir_shard::Shard;
+use weir_storage::{LogConfig, PartitionLog, StorageError};
+
+use crate::config::Config;
+use crate::metadata::controller::Controller;
+use crate::metadata::MetadataImage;
+
+pub struct ShardContext {
+    pub shard: Rc<Shard<ShardContext>>,
+    pub config: Arc<Config>,
+    image: RefCell<Arc<MetadataImage>>,
+    /// topic → partition → log, for the partitions this shard owns.
+    partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
+    /// Present on shard 0 only: the one place metadata changes are decided.
+    pub controller: Option<Controller>,
+}
+
+impl ShardContext {
+    pub fn new(
+        shard: Rc<Shard<ShardContext>>,
+        config: Arc<Config>,
+        image: Arc<MetadataImage>,
+    ) -> Self {
+        let controller = (shard.id() == 0).then(Controller::new);
+        ShardContext {
+            shard,
+            config,
+            image: RefCell::new(image),
+            partitions: RefCell::new(HashMap::new()),
+            controller,
+        }
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// Installs a newer image; an older one (a reordered publish) is ignored.
+    pub fn install_image(&self, image: Arc<MetadataImage>) {
+        let mut current = self.image.borrow_mut();
+        if image.version >= current.version {
+            *current = image;
+        }
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .get(topic)?
+            .get(&partition)
+            .cloned()
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Opens (recovering, or creating) a partition log this shard owns.
+    pub async fn open_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<(), StorageError> {
+        debug_assert_eq!(
+            self.image()
+                .owner(topic, partition)
+                .unwrap_or(self.shard.id()),
+            self.shard.id(),
+            "a partition's log is opened only by its owner shard"
+        );
+        let log = PartitionLog::open(self.partition_dir(topic, partition), config).await?;
+        self.partitions
+            .borrow_mut()
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, log);
+        Ok(())
+    }
+
+    /// Removes a partition from this shard and deletes its files.
+    pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), StorageError> {
+        let log = {
+            let mut partitions = self.partitions.borrow_mut();
+            let Some(logs) = partitions.get_mut(topic) else {
+                return Ok(());
+            };
+            let log = logs.remove(&partition);
+            if logs.is_empty() {
+                partitions.remove(topic);
+            }
+            log
+        };
+        match log {
+            Some(log) => log.delete().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Every log this shard owns, for shutdown.
+    pub fn all_partitions(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .values()
+            .flat_map(|logs| logs.values().cloned())
+            .collect()
+    }
+}
