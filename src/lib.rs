@@ -7,6 +7,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod fuzzing;
 pub mod metadata;
 pub mod server;
 pub mod shard_context;

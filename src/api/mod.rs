@@ -86,7 +86,23 @@ impl RequestContext {
 
 /// Reads the request header and returns the future that answers the request.
 pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<Handler, DispatchError> {
-    // frame.rs guarantees at least REQUEST_BYTES_MIN bytes: key, version, correlation id.
+    let (request, body) = parse_header(frame)?;
+    let ctx = ctx.clone();
+    Ok(Box::pin(async move {
+        let decoded = decode_body(&request, body)?;
+        handle(ctx, request, decoded).await
+    }))
+}
+
+/// Checks the API and version and decodes the request header; returns the body bytes.
+/// Pure, so the fuzz targets drive exactly what the server runs.
+pub fn parse_header(frame: Bytes) -> Result<(RequestContext, Bytes), DispatchError> {
+    if frame.len() < 8 {
+        return Err(DispatchError::Close(format!(
+            "{}-byte request is too short for a header",
+            frame.len()
+        )));
+    }
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -110,17 +126,28 @@ pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<Handler, Dispatc
     let mut body = frame;
     RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| DispatchError::Close(format!("bad {key:?} v{version} request header: {e}")))?;
-    let request = RequestContext {
-        api_key: key,
-        version,
-        correlation_id,
-    };
-    let ctx = ctx.clone();
-    Ok(Box::pin(async move {
-        let decoded = RequestKind::decode(key, &mut body, version)
-            .map_err(|e| anyhow::anyhow!("bad {key:?} v{version} request body: {e}"))?;
-        handle(ctx, request, decoded).await
-    }))
+    Ok((
+        RequestContext {
+            api_key: key,
+            version,
+            correlation_id,
+        },
+        body,
+    ))
+}
+
+/// Decodes a request body with kafka-protocol; produce records stay a slice of the frame.
+pub fn decode_body(
+    request: &RequestContext,
+    mut body: Bytes,
+) -> Result<RequestKind, anyhow::Error> {
+    RequestKind::decode(request.api_key, &mut body, request.version).map_err(|e| {
+        anyhow::anyhow!(
+            "bad {:?} v{} request body: {e}",
+            request.api_key,
+            request.version
+        )
+    })
 }
 
 async fn handle(ctx: Rc<ShardContext>, request: RequestContext, decoded: RequestKind) -> Answer {

@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzzes `weir::fuzzing::request_frame`: any input must be rejected or accepted, never panic.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| weir::fuzzing::request_frame(data));

@@ -1,0 +1,269 @@
+//! Starts the real `weir` binary on a free port with a temporary data dir, and speaks the
+//! Kafka protocol to it over plain sockets with kafka-protocol's encoders.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+pub struct Broker {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    pub fn start(extra: &[&str]) -> Broker {
+        let data_dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = data_dir.path().join("broker.log");
+        let mut broker = Broker {
+            addr,
+            data_dir,
+            child: None,
+            log,
+        };
+        broker.spawn(extra);
+        broker
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "--listen",
+                &self.addr.to_string(),
+                "--smp",
+                "2",
+                "--data-dir",
+            ])
+            .arg(self.data_dir.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, expect exit code 0, start again on the same data dir.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "broker exited with {status}: {}",
+            self.log_text()
+        );
+        self.spawn(&[]);
+    }
+
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker is running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not stop: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends one request and returns the decoded response.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "weir-test",
+            )))
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        self.send_frame(&body);
+        let mut frame = self.read_frame().expect("broker answered");
+        let header =
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Resp::decode(&mut frame, version).unwrap()
+    }
+
+    pub fn send_frame(&mut self, body: &[u8]) {
+        let mut frame = BytesMut::with_capacity(4 + body.len());
+        frame.put_u32(body.len() as u32);
+        frame.put_slice(body);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next response frame, or None if the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut prefix = [0u8; 4];
+        if self.stream.read_exact(&mut prefix).is_err() {
+            return None;
+        }
+        let mut frame = vec![0; u32::from_be_bytes(prefix) as usize];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(Bytes::from(frame))
+    }
+
+    /// True once the broker has closed this connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// A minimal uncompressed v2 record batch of `values`, CRC included.
+pub fn record_batch(values: &[&[u8]]) -> Vec<u8> {
+    let mut records = BytesMut::new();
+    for (i, value) in values.iter().enumerate() {
+        let mut record = BytesMut::new();
+        record.put_i8(0); // attributes
+        put_varint(&mut record, 0); // timestamp delta
+        put_varint(&mut record, i as i64); // offset delta
+        put_varint(&mut record, -1); // null key
+        put_varint(&mut record, value.len() as i64);
+        record.put_slice(value);
+        put_varint(&mut record, 0); // headers
+        put_varint(&mut records, record.len() as i64);
+        records.put_slice(&record);
+    }
+    let mut batch = BytesMut::new();
+    batch.put_i64(0);
+    batch.put_i32(0); // length, patched below
+    batch.put_i32(0); // partition leader epoch
+    batch.put_i8(2); // magic
+    batch.put_u32(0); // crc, patched below
+    batch.put_i16(0); // attributes
+    batch.put_i32(values.len() as i32 - 1);
+    batch.put_i64(1_700_000_000_000);
+    batch.put_i64(1_700_000_000_000);
+    batch.put_i64(-1);
+    batch.put_i16(-1);
+    batch.put_i32(-1);
+    batch.put_i32(values.len() as i32);
+    batch.put_slice(&records);
+    let len = (batch.len() - 12) as i32;
+    batch[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch.to_vec()
+}
+
+fn put_varint(buf: &mut BytesMut, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+/// Splits a fetched record set into (base offset, batch bytes).
+pub fn batches(mut records: Bytes) -> Vec<(i64, Bytes)> {
+    let mut out = Vec::new();
+    while records.len() >= 12 {
+        let base = (&records[..8]).get_i64();
+        let len = 12 + (&records[8..12]).get_i32() as usize;
+        if records.len() < len {
+            break; // a partial batch at the end of a fetch, as Kafka may send
+        }
+        out.push((base, records.split_to(len)));
+    }
+    out
+}

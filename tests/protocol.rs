@@ -1,0 +1,261 @@
+//! The real broker binary over raw sockets: protocol edge cases that client libraries never
+//! send, and produce/fetch round trips across shards and restarts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{batches, record_batch, Broker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+fn create_topic(
+    client: &mut common::Client,
+    name: &'static str,
+    partitions: i32,
+) -> CreateTopicsResponse {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    client.call(ApiKey::CreateTopics, 5, &request)
+}
+
+fn produce(
+    client: &mut common::Client,
+    topic: &'static str,
+    partition: i32,
+    records: Vec<u8>,
+) -> (i16, i64) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(records)))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch(
+    client: &mut common::Client,
+    topic: &'static str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> (i16, i64, Bytes) {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
+    let p = &response.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.high_watermark,
+        p.records.clone().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn produce_and_fetch_round_trip_on_every_partition_and_survive_restart() {
+    let mut broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    let created = create_topic(&mut client, "orders", 4);
+    assert_eq!(
+        created.topics[0].error_code, 0,
+        "{:?}",
+        created.topics[0].error_message
+    );
+    for partition in 0..4 {
+        for round in 0..3i64 {
+            let value = format!("p{partition}-r{round}");
+            let (error, base) = produce(
+                &mut client,
+                "orders",
+                partition,
+                record_batch(&[value.as_bytes(), b"second"]),
+            );
+            assert_eq!(
+                (error, base),
+                (0, round * 2),
+                "partition {partition} round {round}"
+            );
+        }
+    }
+    let check = |client: &mut common::Client| {
+        for partition in 0..4 {
+            let (error, high_watermark, records) = fetch(client, "orders", partition, 2, 0);
+            assert_eq!((error, high_watermark), (0, 6));
+            let fetched = batches(records);
+            assert_eq!(
+                fetched.iter().map(|(base, _)| *base).collect::<Vec<_>>(),
+                vec![2, 4]
+            );
+            let expected = format!("p{partition}-r1");
+            assert!(fetched[0]
+                .1
+                .windows(expected.len())
+                .any(|w| w == expected.as_bytes()));
+        }
+    };
+    check(&mut client);
+    broker.restart();
+    check(&mut broker.connect());
+}
+
+#[test]
+fn bad_crc_is_rejected_and_nothing_is_appended() {
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    create_topic(&mut client, "crc", 1);
+    let mut batch = record_batch(&[b"hello"]);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    assert_eq!(
+        produce(&mut client, "crc", 0, batch).0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        produce(&mut client, "crc", 0, record_batch(&[b"ok"])),
+        (0, 0)
+    );
+}
+
+#[test]
+fn long_poll_fetch_wakes_on_produce_from_another_connection() {
+    let broker = Broker::start(&[]);
+    let mut consumer = broker.connect();
+    create_topic(&mut consumer, "wake", 2);
+    let addr = broker.addr;
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut client = common::Client::connect(addr);
+        produce(&mut client, "wake", 1, record_batch(&[b"late"]))
+    });
+    let started = Instant::now();
+    let (error, high_watermark, records) = fetch(&mut consumer, "wake", 1, 0, 10_000);
+    assert_eq!(producer.join().unwrap(), (0, 0));
+    assert_eq!((error, high_watermark), (0, 1));
+    assert_eq!(batches(records).len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "fetch waited for its timeout instead of the data"
+    );
+    // And an empty long poll returns at its deadline with nothing.
+    let (error, _, records) = fetch(&mut consumer, "wake", 0, 0, 200);
+    assert_eq!((error, records.len()), (0, 0));
+}
+
+#[test]
+fn fetch_past_the_end_is_out_of_range() {
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    create_topic(&mut client, "range", 1);
+    produce(&mut client, "range", 0, record_batch(&[b"a"]));
+    assert_eq!(
+        fetch(&mut client, "range", 0, 5, 0).0,
+        1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        fetch(&mut client, "range", 0, 1, 0).2.len(),
+        0,
+        "at the high watermark: empty"
+    );
+}
+
+#[test]
+fn forged_array_count_closes_the_connection_without_hurting_the_broker() {
+    let mut broker = Broker::start(&[]);
+    let mut attacker = broker.connect();
+    // CreateTopics v4 header, then a topics array claiming 2^31-1 entries with nothing behind it.
+    let mut body = vec![0, 19, 0, 4, 0, 0, 0, 1, 0, 0];
+    body.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
+    attacker.send_frame(&body);
+    assert!(attacker.is_closed());
+    assert!(broker.is_running(), "broker died: {}", broker.log_text());
+    let mut client = broker.connect();
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, 0);
+}
+
+#[test]
+fn api_versions_newer_than_ours_gets_a_v0_answer_with_the_list() {
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    // ApiVersions v99, correlation id 42, client id "x", no body.
+    client.send_frame(&[0, 18, 0, 99, 0, 0, 0, 42, 0, 1, b'x']);
+    let mut frame = client.read_frame().expect("a response");
+    use kafka_protocol::protocol::Decodable;
+    let header = ResponseHeader::decode(&mut frame, 0).unwrap();
+    assert_eq!(header.correlation_id, 42);
+    let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
+    assert_eq!(response.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(response
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Fetch as i16));
+}
+
+#[test]
+fn broken_frames_close_only_their_own_connection() {
+    let mut broker = Broker::start(&["--socket-request-max-bytes", "4096"]);
+    let mut bystander = broker.connect();
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3], // length prefix far over the limit
+        5000u32.to_be_bytes().to_vec(),        // just over the configured limit
+        vec![0, 0, 0, 2, 0, 0],                // too short for a header
+        [
+            &12u32.to_be_bytes()[..],
+            &[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+        ]
+        .concat(), // api key 9999
+        [&10u32.to_be_bytes()[..], &[0, 3, 0, 99, 0, 0, 0, 1, 0, 0]].concat(), // Metadata v99
+    ];
+    for case in cases {
+        let mut client = broker.connect();
+        client.send_raw(&case);
+        assert!(client.is_closed(), "connection survived {case:?}");
+    }
+    // A truncated frame: the client gives up mid-frame.
+    let mut client = broker.connect();
+    client.send_raw(&[0, 0, 1, 0, 0, 18]);
+    drop(client);
+    assert!(broker.is_running());
+    let versions: ApiVersionsResponse =
+        bystander.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, 0);
+}
+
+#[test]
+fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
+    let broker = Broker::start(&[]);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(broker.data_path())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stderr).contains("in use"));
+}
