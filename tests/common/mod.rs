@@ -94,6 +94,19 @@ impl Broker {
         self.spawn(&[]);
     }
 
+    /// SIGKILL: no flush, no goodbye, as a crash or an OOM kill would do it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("broker is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts the broker again on the same data dir and port.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker is still running");
+        self.spawn(&[]);
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("broker is running");
         nix::sys::signal::kill(
@@ -141,6 +154,13 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream
@@ -177,6 +197,33 @@ impl Client {
             ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, self.correlation_id);
         Resp::decode(&mut frame, version).unwrap()
+    }
+
+    /// Like `call`, but None when the broker goes away (it was killed) instead of panicking.
+    pub fn try_call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Option<Resp> {
+        self.correlation_id += 1;
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::with_capacity(4 + body.len());
+        frame.put_u32(body.len() as u32);
+        frame.put_slice(&body);
+        self.stream.write_all(&frame).ok()?;
+        let mut frame = self.read_frame()?;
+        let header =
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).ok()?;
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Resp::decode(&mut frame, version).ok()
     }
 
     pub fn send_frame(&mut self, body: &[u8]) {
