@@ -1,0 +1,485 @@
+//! Kafka record batches (magic v2) as bytes: header parsing, produce-time validation and
+//! base-offset stamping. Records are never decoded; an uncompressed batch's record length
+//! prefixes are walked (no allocation) to check they fill the batch exactly.
+//!
+//! Hot path: runs once per produced batch. Pure functions over byte slices.
+
+/// Bytes before `batchLength` counts from: baseOffset (8) + batchLength (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// The fixed v2 header, up to and including `recordsCount`.
+pub const HEADER_BYTES: usize = 61;
+/// Sanity bound on one batch; Kafka's own limit is `max.message.bytes` (checked by the
+/// broker per topic), this only stops a forged length from being believed.
+pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+const LENGTH_AT: usize = 8;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const CODEC_MASK: i16 = 0x07;
+const CODEC_NONE: i16 = 0;
+const CODEC_MAX: i16 = 4; // zstd
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("record set is empty")]
+    Empty,
+    #[error(
+        "batch at byte {at} is truncated: {available} bytes left, header or length says {needed}"
+    )]
+    Truncated {
+        at: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error("batch at byte {at} has impossible length {len}")]
+    BadLength { at: usize, len: i64 },
+    #[error("batch at byte {at} has magic {magic}; only v2 batches are accepted")]
+    BadMagic { at: usize, magic: i8 },
+    #[error("batch at byte {at} fails its CRC32C check (stored {stored:#010x}, computed {computed:#010x})")]
+    CrcMismatch {
+        at: usize,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("batch at byte {at} uses unknown compression codec {codec}")]
+    BadCodec { at: usize, codec: i16 },
+    #[error(
+        "batch at byte {at} has records count {count} and last offset delta {last_offset_delta}"
+    )]
+    BadCount {
+        at: usize,
+        count: i32,
+        last_offset_delta: i32,
+    },
+    #[error("batch at byte {at}: record framing does not match the batch ({reason})")]
+    BadRecords { at: usize, reason: &'static str },
+}
+
+impl BatchError {
+    /// Kafka answers CORRUPT_MESSAGE for bytes that are damaged (framing, magic, CRC) and
+    /// INVALID_RECORD for well-formed batches that break the rules.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            BatchError::Empty
+                | BatchError::Truncated { .. }
+                | BatchError::BadLength { .. }
+                | BatchError::BadMagic { .. }
+                | BatchError::CrcMismatch { .. }
+        )
+    }
+}
+
+/// The fixed fields of a v2 batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Total bytes of the batch, the 12-byte prefix included.
+    pub batch_len: usize,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn codec(&self) -> i16 {
+        self.attributes & CODEC_MASK
+    }
+}
+
+/// What a validated produce payload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub batch_count: u32,
+    pub record_count: u64,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads only the 12-byte prefix: (base offset, total batch length). For scanning a log.
+pub fn parse_prefix(buf: &[u8]) -> Option<(i64, usize)> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    let len = be_i32(buf, LENGTH_AT);
+    if len < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
+        return None;
+    }
+    Some((be_i64(buf, 0), LOG_OVERHEAD + len as usize))
+}
+
+/// Parses the header of the batch at the start of `buf` (which may hold only the header).
+pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < HEADER_BYTES {
+        return Err(BatchError::Truncated {
+            at: 0,
+            needed: HEADER_BYTES,
+            available: buf.len(),
+        });
+    }
+    let len = i64::from(be_i32(buf, LENGTH_AT));
+    if len < (HEADER_BYTES - LOG_OVERHEAD) as i64 || len as usize + LOG_OVERHEAD > BATCH_BYTES_MAX {
+        return Err(BatchError::BadLength { at: 0, len });
+    }
+    let magic = buf[MAGIC_AT] as i8;
+    if magic != 2 {
+        return Err(BatchError::BadMagic { at: 0, magic });
+    }
+    Ok(BatchHeader {
+        base_offset: be_i64(buf, 0),
+        batch_len: LOG_OVERHEAD + len as usize,
+        partition_leader_epoch: be_i32(buf, 12),
+        attributes: be_i16(buf, ATTRIBUTES_AT),
+        last_offset_delta: be_i32(buf, 23),
+        base_timestamp: be_i64(buf, 27),
+        max_timestamp: be_i64(buf, 35),
+        producer_id: be_i64(buf, 43),
+        producer_epoch: be_i16(buf, 51),
+        base_sequence: be_i32(buf, 53),
+        records_count: be_i32(buf, 57),
+    })
+}
+
+/// Parses the whole batch at the start of `buf` and checks its CRC. Used by recovery.
+pub fn check_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_header(buf)?;
+    if buf.len() < header.batch_len {
+        return Err(BatchError::Truncated {
+            at: 0,
+            needed: header.batch_len,
+            available: buf.len(),
+        });
+    }
+    let stored = be_i32(buf, CRC_AT) as u32;
+    let computed = crc32c::crc32c(&buf[ATTRIBUTES_AT..header.batch_len]);
+    if stored != computed {
+        return Err(BatchError::CrcMismatch {
+            at: 0,
+            stored,
+            computed,
+        });
+    }
+    Ok(header)
+}
+
+/// Validates every batch of a produce payload (a concatenation of batches) before anything
+/// is appended: framing, magic, CRC32C, codec, counts and, for uncompressed batches, the
+/// record length prefixes.
+pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> {
+    if buf.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut summary = BatchSummary {
+        batch_count: 0,
+        record_count: 0,
+        first_timestamp: i64::MIN,
+        max_timestamp: i64::MIN,
+    };
+    let mut at = 0;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        let header = check_batch(rest).map_err(|e| e.at(at))?;
+        let codec = header.codec();
+        if codec > CODEC_MAX {
+            return Err(BatchError::BadCodec { at, codec });
+        }
+        if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+            return Err(BatchError::BadCount {
+                at,
+                count: header.records_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        if codec == CODEC_NONE {
+            walk_records(&rest[HEADER_BYTES..header.batch_len], header.records_count)
+                .map_err(|reason| BatchError::BadRecords { at, reason })?;
+        }
+        if summary.batch_count == 0 {
+            summary.first_timestamp = header.base_timestamp;
+        }
+        summary.batch_count += 1;
+        summary.record_count += header.records_count as u64;
+        summary.max_timestamp = summary.max_timestamp.max(header.max_timestamp);
+        at += header.batch_len;
+    }
+    Ok(summary)
+}
+
+impl BatchError {
+    /// The same error, placed at byte `base` of the enclosing payload.
+    fn at(self, base: usize) -> BatchError {
+        match self {
+            BatchError::Truncated {
+                at,
+                needed,
+                available,
+            } => BatchError::Truncated {
+                at: at + base,
+                needed,
+                available,
+            },
+            BatchError::BadLength { at, len } => BatchError::BadLength { at: at + base, len },
+            BatchError::BadMagic { at, magic } => BatchError::BadMagic {
+                at: at + base,
+                magic,
+            },
+            BatchError::CrcMismatch {
+                at,
+                stored,
+                computed,
+            } => BatchError::CrcMismatch {
+                at: at + base,
+                stored,
+                computed,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Checks that `count` records, each a zigzag-varint length then that many bytes, exactly
+/// fill `records`.
+fn walk_records(mut records: &[u8], count: i32) -> Result<(), &'static str> {
+    for _ in 0..count {
+        let (len, used) = read_varint(records).ok_or("record length is not a valid varint")?;
+        if len < 0 {
+            return Err("negative record length");
+        }
+        let end = used
+            .checked_add(len as usize)
+            .ok_or("record length overflows")?;
+        if end > records.len() {
+            return Err("record runs past the end of the batch");
+        }
+        records = &records[end..];
+    }
+    if records.is_empty() {
+        Ok(())
+    } else {
+        Err("bytes left over after the last record")
+    }
+}
+
+/// A zigzag varint (Kafka's record format) and the bytes it took.
+pub fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in buf.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((value >> 1) as i64) ^ -((value & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+/// Writes the base offset into a batch. The CRC starts at `attributes`, so this does not
+/// invalidate it.
+pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, value: i64) {
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A valid uncompressed batch of `values` with timestamps base_ts + index.
+    pub fn batch(values: &[&[u8]], base_ts: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut record = vec![0u8]; // attributes
+            put_varint(&mut record, i as i64); // timestamp delta
+            put_varint(&mut record, i as i64); // offset delta
+            put_varint(&mut record, -1); // key: null
+            put_varint(&mut record, value.len() as i64);
+            record.extend_from_slice(value);
+            put_varint(&mut record, 0); // headers
+            put_varint(&mut records, record.len() as i64);
+            records.extend_from_slice(&record);
+        }
+        let n = values.len() as i32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(n - 1).to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&(base_ts + i64::from(n) - 1).to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(&records);
+        fix(&mut b);
+        b
+    }
+
+    /// Recomputes length and CRC after a test edits a batch.
+    pub fn fix(b: &mut [u8]) {
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn accepts_valid_batches_and_sums_them() {
+        let mut payload = batch(&[b"a", b"bb"], 1000);
+        payload.extend(batch(&[b"ccc"], 5000));
+        let summary = validate_produce_batches(&payload).unwrap();
+        assert_eq!(
+            summary,
+            BatchSummary {
+                batch_count: 2,
+                record_count: 3,
+                first_timestamp: 1000,
+                max_timestamp: 5000
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_damage_as_corrupt() {
+        let good = batch(&[b"hello"], 1);
+        assert_eq!(validate_produce_batches(&[]), Err(BatchError::Empty));
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            validate_produce_batches(&bad_crc),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+        let mut bad_magic = good.clone();
+        bad_magic[MAGIC_AT] = 1;
+        assert!(matches!(
+            validate_produce_batches(&bad_magic),
+            Err(BatchError::BadMagic { magic: 1, .. })
+        ));
+        for cut in [1, 12, 60, good.len() - 1] {
+            let err = validate_produce_batches(&good[..cut]).unwrap_err();
+            assert!(err.is_corrupt(), "cut at {cut}: {err}");
+        }
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0; 5]);
+        assert!(validate_produce_batches(&trailing)
+            .unwrap_err()
+            .is_corrupt());
+        let mut huge = good.clone();
+        huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(
+            validate_produce_batches(&huge),
+            Err(BatchError::BadLength { .. })
+        ));
+        let mut negative = good;
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(
+            validate_produce_batches(&negative),
+            Err(BatchError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_rule_breaking_batches_as_invalid() {
+        let mut codec = batch(&[b"x"], 1);
+        codec[22] = 5;
+        fix(&mut codec);
+        assert!(matches!(
+            validate_produce_batches(&codec),
+            Err(BatchError::BadCodec { codec: 5, .. })
+        ));
+        let mut count = batch(&[b"x", b"y"], 1);
+        count[57..61].copy_from_slice(&3i32.to_be_bytes());
+        fix(&mut count);
+        let err = validate_produce_batches(&count).unwrap_err();
+        assert!(!err.is_corrupt() && matches!(err, BatchError::BadCount { .. }));
+        let mut zero = batch(&[b"x"], 1);
+        zero[57..61].copy_from_slice(&0i32.to_be_bytes());
+        zero[23..27].copy_from_slice(&(-1i32).to_be_bytes());
+        fix(&mut zero);
+        assert!(matches!(
+            validate_produce_batches(&zero),
+            Err(BatchError::BadCount { .. })
+        ));
+        // Record framing that does not fill the batch, CRC recomputed so only framing is wrong.
+        let mut framing = batch(&[b"abc"], 1);
+        framing[61] = 0x7e; // record length 63: past the end
+        fix(&mut framing);
+        assert!(matches!(
+            validate_produce_batches(&framing),
+            Err(BatchError::BadRecords { .. })
+        ));
+    }
+
+    #[test]
+    fn compressed_batches_are_not_walked() {
+        let mut gz = batch(&[b"opaque"], 1);
+        gz[22] = 1; // gzip: records are compressed bytes, not walked
+        gz.truncate(HEADER_BYTES + 3);
+        fix(&mut gz);
+        assert!(validate_produce_batches(&gz).is_ok());
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let mut b = batch(&[b"x"], 1);
+        stamp_base_offset(&mut b, 123_456);
+        assert_eq!(check_batch(&b).unwrap().base_offset, 123_456);
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(read_varint(&out), Some((v, out.len())));
+        }
+        assert_eq!(read_varint(&[0x80, 0x80]), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Sparse indexes of a segment, in Kafka's file formats: `.index` maps a relative offset to
+//! a byte position (8 bytes per entry: u32 BE, u32 BE) and `.timeindex` maps a timestamp to a
+//! relative offset (12 bytes: i64 BE, u32 BE). Kept in memory; the files are appended to.
+
+pub const OFFSET_ENTRY_BYTES: usize = 8;
+pub const TIME_ENTRY_BYTES: usize = 12;
+
+/// relative offset → position of the batch containing it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OffsetIndex {
+    entries: Vec<(u32, u32)>,
+}
+
+impl OffsetIndex {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds an entry; entries must increase in both offset and position.
+    pub fn push(&mut self, relative_offset: u32, position: u32) {
+        debug_assert!(
+            self.entries
+                .last()
+                .is_none_or(|&(o, p)| o < relative_offset && p < position),
+            "index entries increase"
+        );
+        self.entries.push((relative_offset, position));
+    }
+
+    /// The position of the last entry at or before `relative_offset` (0 if none).
+    pub fn floor_position(&self, relative_offset: u32) -> u32 {
+        let i = self.entries.partition_point(|&(o, _)| o <= relative_offset);
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1
+        }
+    }
+
+    pub fn encode_from(&self, first: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity((self.entries.len() - first) * OFFSET_ENTRY_BYTES);
+        for &(o, p) in &self.entries[first..] {
+            out.extend_from_slice(&o.to_be_bytes());
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses a `.index` file; None if it is malformed (not a whole number of increasing
+    /// entries, or pointing past `log_size`), in which case the caller rebuilds it.
+    pub fn decode(bytes: &[u8], log_size: u64) -> Option<OffsetIndex> {
+        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+            return None;
+        }
+        let mut index = OffsetIndex::default();
+        for entry in bytes.chunks_exact(OFFSET_ENTRY_BYTES) {
+            let o = u32::from_be_bytes(entry[..4].try_into().expect("4 bytes"));
+            let p = u32::from_be_bytes(entry[4..].try_into().expect("4 bytes"));
+            if u64::from(p) >= log_size
+                || index
+                    .entries
+                    .last()
+                    .is_some_and(|&(lo, lp)| lo >= o || lp >= p)
+            {
+                return None;
+            }
+            index.entries.push((o, p));
+        }
+        Some(index)
+    }
+}
+
+/// timestamp → relative offset of the first batch whose max timestamp reached it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TimeIndex {
+    entries: Vec<(i64, u32)>,
+}
+
+impl TimeIndex {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds an entry if `timestamp` is newer than the last one (Kafka keeps them increasing).
+    pub fn maybe_push(&mut self, timestamp: i64, relative_offset: u32) -> bool {
+        if self.entries.last().is_some_and(|&(t, _)| t >= timestamp) {
+            return false;
+        }
+        self.entries.push((timestamp, relative_offset));
+        true
+    }
+
+    /// The relative offset to start scanning from for the first batch with a timestamp at or
+    /// after `timestamp`: the entry before the first one that reaches it (0 if none).
+    pub fn scan_start(&self, timestamp: i64) -> u32 {
+        let i = self.entries.partition_point(|&(t, _)| t < timestamp);
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1
+        }
+    }
+
+    pub fn encode_from(&self, first: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity((self.entries.len() - first) * TIME_ENTRY_BYTES);
+        for &(t, o) in &self.entries[first..] {
+            out.extend_from_slice(&t.to_be_bytes());
+            out.extend_from_slice(&o.to_be_bytes());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_lookup_finds_the_last_entry_at_or_before() {
+        let mut index = OffsetIndex::default();
+        assert_eq!(index.floor_position(5), 0);
+        index.push(10, 4096);
+        index.push(20, 8192);
+        assert_eq!(index.floor_position(9), 0);
+        assert_eq!(index.floor_position(10), 4096);
+        assert_eq!(index.floor_position(19), 4096);
+        assert_eq!(index.floor_position(1000), 8192);
+    }
+
+    #[test]
+    fn file_format_round_trips_and_rejects_garbage() {
+        let mut index = OffsetIndex::default();
+        index.push(3, 100);
+        index.push(7, 5000);
+        let bytes = index.encode_from(0);
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(OffsetIndex::decode(&bytes, 6000), Some(index.clone()));
+        assert_eq!(
+            OffsetIndex::decode(&bytes[..15], 6000),
+            None,
+            "partial entry"
+        );
+        assert_eq!(
+            OffsetIndex::decode(&bytes, 4000),
+            None,
+            "points past the log"
+        );
+        let mut swapped = index.encode_from(1);
+        swapped.extend(index.encode_from(0));
+        assert_eq!(OffsetIndex::decode(&swapped, 6000), None, "not increasing");
+        assert_eq!(index.encode_from(1), bytes[8..].to_vec());
+    }
+
+    #[test]
+    fn time_index_keeps_increasing_timestamps_only() {
+        let mut index = TimeIndex::default();
+        assert!(index.maybe_push(100, 0));
+        assert!(!index.maybe_push(100, 5));
+        assert!(!index.maybe_push(50, 6));
+        assert!(index.maybe_push(200, 9));
+        assert_eq!(index.scan_start(50), 0);
+        assert_eq!(index.scan_start(150), 0);
+        assert_eq!(index.scan_start(201), 9);
+        assert_eq!(index.encode_from(0).len(), 24);
+    }
+}

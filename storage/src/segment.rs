@@ -1,0 +1,196 @@
+//! One segment of a partition log: the `.log` file of batches exactly as on the wire, its
+//! sparse `.index` and `.timeindex`, and what is known about it in memory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::io::{BufferedFile, OpenOptions};
+
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::error::StorageError;
+use crate::index::{OffsetIndex, TimeIndex};
+
+/// Bytes read per I/O while scanning a segment (recovery, index rebuild).
+pub const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+
+pub fn file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+/// The base offset encoded in a `.log` file name, if it is one of ours.
+pub fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
+/// Open files of a segment.
+pub struct SegmentFiles {
+    pub log: BufferedFile,
+    /// Read-only descriptor handed out in `FileSlice`s for sendfile; an `Arc` so a fetch in
+    /// flight keeps it open even if the segment is deleted meanwhile.
+    pub reader: Arc<File>,
+    pub index: BufferedFile,
+    pub time_index: BufferedFile,
+    pub log_path: PathBuf,
+}
+
+impl SegmentFiles {
+    /// Opens (creating if missing) the three files of a segment.
+    pub async fn open(dir: &Path, base_offset: i64) -> Result<SegmentFiles, StorageError> {
+        let log_path = dir.join(file_name(base_offset, "log"));
+        let open = |path: PathBuf| async move {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .buffered_open(&path)
+                .await
+                .map_err(StorageError::glommio("opening", path))
+        };
+        let log = open(log_path.clone()).await?;
+        let index = open(dir.join(file_name(base_offset, "index"))).await?;
+        let time_index = open(dir.join(file_name(base_offset, "timeindex"))).await?;
+        // A plain open of a file that exists: cheap, and only at segment creation.
+        let reader =
+            Arc::new(File::open(&log_path).map_err(StorageError::io("opening", &log_path))?);
+        Ok(SegmentFiles {
+            log,
+            reader,
+            index,
+            time_index,
+            log_path,
+        })
+    }
+}
+
+/// A segment as the log sees it.
+pub struct Segment {
+    pub base_offset: i64,
+    /// None until the flusher creates the files (a roll happens inside a synchronous append).
+    pub files: Option<Rc<SegmentFiles>>,
+    /// Bytes given to batches, written or still pending.
+    pub assigned_size: u64,
+    /// Bytes written (and synced when the log syncs): the most a read may return.
+    pub durable_size: u64,
+    /// Offset after the last batch assigned to this segment.
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Index entries already in the files.
+    pub index_persisted: usize,
+    pub time_index_persisted: usize,
+    pub bytes_since_index: u64,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64) -> Segment {
+        Segment {
+            base_offset,
+            files: None,
+            assigned_size: 0,
+            durable_size: 0,
+            next_offset: base_offset,
+            max_timestamp: i64::MIN,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            index_persisted: 0,
+            time_index_persisted: 0,
+            bytes_since_index: 0,
+        }
+    }
+
+    /// Records a batch placed at `position`, adding index entries every `interval` bytes.
+    pub fn note_batch(&mut self, position: u64, header: &BatchHeader, interval: u64) {
+        let relative = (header.base_offset - self.base_offset) as u32;
+        if self.bytes_since_index >= interval || self.index.is_empty() && position > 0 {
+            self.index.push(relative, position as u32);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.batch_len as u64;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.time_index.maybe_push(
+                header.max_timestamp,
+                (header.last_offset() - self.base_offset) as u32,
+            );
+        }
+        self.next_offset = header.next_offset();
+    }
+}
+
+/// Walks the batches of `files` from `start` to `end`, calling `on_batch(position, header)`
+/// for each valid one, and returns where the valid prefix ends. With `check_crc`, every
+/// batch's CRC is verified; a batch that is torn, corrupt, or whose base offset does not
+/// continue from `expected_offset` ends the walk.
+pub async fn scan(
+    files: &SegmentFiles,
+    start: u64,
+    end: u64,
+    mut expected_offset: i64,
+    check_crc: bool,
+    mut on_batch: impl FnMut(u64, &BatchHeader),
+) -> Result<u64, StorageError> {
+    let mut position = start;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_start = start;
+    while position < end {
+        let offset_in_buf = (position - buf_start) as usize;
+        let available = buf.len().saturating_sub(offset_in_buf);
+        // A length below the header size makes parse_prefix None; the header check below
+        // then rejects the batch and ends the walk.
+        let needed = if available >= HEADER_BYTES {
+            batch::parse_prefix(&buf[offset_in_buf..]).map_or(HEADER_BYTES, |(_, len)| len)
+        } else {
+            HEADER_BYTES
+        };
+        if available < needed {
+            let want = needed.max(SCAN_CHUNK_BYTES).min((end - position) as usize);
+            if want < needed {
+                break; // the file ends inside this batch: a torn tail
+            }
+            let read = files
+                .log
+                .read_at(position, want)
+                .await
+                .map_err(StorageError::glommio("reading", &files.log_path))?;
+            buf.clear();
+            buf.extend_from_slice(&read);
+            buf_start = position;
+            if buf.len() < needed {
+                break;
+            }
+            continue;
+        }
+        let bytes = &buf[offset_in_buf..offset_in_buf + needed];
+        let header = if check_crc {
+            batch::check_batch(bytes)
+        } else {
+            batch::parse_header(bytes)
+        };
+        let Ok(header) = header else { break };
+        if header.base_offset != expected_offset || header.last_offset_delta < 0 {
+            break;
+        }
+        on_batch(position, &header);
+        expected_offset = header.next_offset();
+        position += header.batch_len as u64;
+    }
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_round_trip() {
+        assert_eq!(file_name(42, "log"), "00000000000000000042.log");
+        assert_eq!(parse_log_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_log_name("00000000000000000042.index"), None);
+        assert_eq!(parse_log_name("42.log"), None);
+        assert_eq!(parse_log_name("0000000000000000004x.log"), None);
+    }
+}
