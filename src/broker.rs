@@ -39,6 +39,38 @@ impl DataDirLock {
     }
 }
 
+/// How long start-up waits for the listen port to be released by a previous process.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Every shard binds with SO_REUSEPORT, which would silently share the port with another
+/// process doing the same (and, after a crash, with a dead one); a plain bind proves the port
+/// is ours. A process killed with SIGKILL keeps its listening socket alive for a moment after
+/// it is reaped, while the kernel tears down its io_uring (pending accepts hold the socket),
+/// so a busy port is retried briefly before giving up.
+fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !std::mem::replace(&mut logged, true) {
+                    tracing::info!(
+                        "{addr} is busy; waiting up to {PORT_RELEASE_WAIT:?} for it to be released"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("listen address {addr} is not available"))
+            }
+        }
+    }
+}
+
 /// Loads the metadata image, creating it on a fresh data dir and re-homing partitions whose
 /// shard no longer exists.
 fn load_image(config: &Config) -> anyhow::Result<MetadataImage> {
@@ -64,10 +96,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
-    // Every shard binds with SO_REUSEPORT, which would silently share the port with another
-    // process doing the same; a plain bind first proves the port is ours.
-    std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("listen address {} is not available", config.listen))?;
+    wait_for_port(config.listen)?;
     let image = Arc::new(load_image(&config)?);
     tracing::info!(
         "starting: {} shard(s), data dir {}, {} topic(s)",

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 
 use bytes::Bytes;
+use futures::future::{select, Either};
 use futures::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use futures::AsyncReadExt as _;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -43,17 +44,28 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
     let (read_half, write_half) = stream.split();
     let (queue, answers) = local_channel::new_bounded(IN_FLIGHT_REQUESTS_MAX);
     let writer = glommio::spawn_local(write_answers(write_half, fd, answers));
-    if let Err(e) = read_requests(
+    let reader = read_requests(
         &ctx,
         BufReader::with_capacity(READ_BUFFER_BYTES, read_half),
         queue,
-    )
-    .await
-    {
-        tracing::info!("{peer}: closing connection: {e}");
-    }
-    if let Err(e) = writer.await {
-        tracing::info!("{peer}: closing connection: {e}");
+    );
+    match select(Box::pin(reader), writer).await {
+        // The client closed or sent a broken frame: answer what was read, then close.
+        Either::Left((read, writer)) => {
+            if let Err(e) = read {
+                tracing::info!("{peer}: closing connection: {e}");
+            }
+            if let Err(e) = writer.await {
+                tracing::info!("{peer}: closing connection: {e}");
+            }
+        }
+        // A request could not be answered (undecodable body) or the socket failed: drop the
+        // reader too, so the socket closes now rather than when the client gives up.
+        Either::Right((written, _reader)) => {
+            if let Err(e) = written {
+                tracing::info!("{peer}: closing connection: {e}");
+            }
+        }
     }
 }
 

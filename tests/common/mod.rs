@@ -248,10 +248,25 @@ impl Client {
         Some(Bytes::from(frame))
     }
 
-    /// True once the broker has closed this connection.
+    /// True once the broker has closed this connection; false if it is still open after
+    /// five seconds (a timeout is not a close).
     pub fn is_closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        closed
     }
 }
 
