@@ -259,3 +259,201 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     assert!(!status.status.success());
     assert!(String::from_utf8_lossy(&status.stderr).contains("in use"));
 }
+
+/// Every version of every API Weir advertises gets a decodable answer: kafka-protocol refuses
+/// to encode a field set in a version that lacks it, so a handler that sets one breaks only
+/// the clients that negotiate that version.
+#[test]
+fn every_advertised_version_of_every_api_answers() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    create_topic(&mut client, "versions", 2);
+    produce(&mut client, "versions", 0, record_batch(&[b"v"]));
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    let range = |key: ApiKey| {
+        let api = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .expect("advertised");
+        api.min_version..=api.max_version
+    };
+    let name = || TopicName(StrBytes::from_static_str("versions"));
+    for v in range(ApiKey::Metadata) {
+        let topics = vec![MetadataRequestTopic::default().with_name(Some(name()))];
+        let r: MetadataResponse = client.call(
+            ApiKey::Metadata,
+            v,
+            &MetadataRequest::default().with_topics(Some(topics)),
+        );
+        assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
+        assert_eq!(r.topics[0].partitions.len(), 2, "Metadata v{v}");
+    }
+    for v in range(ApiKey::Produce) {
+        let data = TopicProduceData::default()
+            .with_name(name())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(Bytes::from(record_batch(&[b"p"]))))]);
+        let r: ProduceResponse = client.call(
+            ApiKey::Produce,
+            v,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![data]),
+        );
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 0,
+            "Produce v{v}"
+        );
+    }
+    for v in range(ApiKey::ListOffsets) {
+        let topic = ListOffsetsTopic::default()
+            .with_name(name())
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)]);
+        let r: ListOffsetsResponse = client.call(
+            ApiKey::ListOffsets,
+            v,
+            &ListOffsetsRequest::default().with_topics(vec![topic]),
+        );
+        assert_eq!(
+            (
+                r.topics[0].partitions[0].error_code,
+                r.topics[0].partitions[0].offset
+            ),
+            (0, 1),
+            "ListOffsets v{v}"
+        );
+    }
+    for v in range(ApiKey::CreateTopics) {
+        let topic = CreatableTopic::default()
+            .with_name(name())
+            .with_num_partitions(1)
+            .with_replication_factor(1);
+        let r: CreateTopicsResponse = client.call(
+            ApiKey::CreateTopics,
+            v,
+            &CreateTopicsRequest::default().with_topics(vec![topic]),
+        );
+        assert_eq!(
+            r.topics[0].error_code, 36,
+            "CreateTopics v{v}: TOPIC_ALREADY_EXISTS"
+        );
+    }
+    for v in range(ApiKey::DescribeConfigs) {
+        let resources = vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("versions")),
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("0")),
+        ];
+        // Null keys: every config (an empty list means none, as in Kafka).
+        let resources: Vec<_> = resources
+            .into_iter()
+            .map(|r| r.with_configuration_keys(None))
+            .collect();
+        let r: DescribeConfigsResponse = client.call(
+            ApiKey::DescribeConfigs,
+            v,
+            &DescribeConfigsRequest::default().with_resources(resources),
+        );
+        assert!(
+            r.results
+                .iter()
+                .all(|res| res.error_code == 0 && res.configs.len() > 5),
+            "DescribeConfigs v{v}"
+        );
+        let one = vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("versions"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str("segment.bytes")]))];
+        let r: DescribeConfigsResponse = client.call(
+            ApiKey::DescribeConfigs,
+            v,
+            &DescribeConfigsRequest::default().with_resources(one),
+        );
+        let values: Vec<_> = r.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        assert_eq!(
+            values,
+            vec![("segment.bytes".to_string(), Some("1073741824".to_string()))],
+            "DescribeConfigs v{v}"
+        );
+    }
+    for v in range(ApiKey::DescribeCluster) {
+        let r: DescribeClusterResponse = client.call(
+            ApiKey::DescribeCluster,
+            v,
+            &DescribeClusterRequest::default(),
+        );
+        assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");
+    }
+    for v in range(ApiKey::Fetch) {
+        // Fetch names topics up to v12 and identifies them by id from v13 (KIP-516).
+        let topic = if v >= 13 {
+            FetchTopic::default().with_topic_id(uuid_of(&mut client))
+        } else {
+            FetchTopic::default().with_topic(name())
+        };
+        let topic = topic.with_partitions(vec![FetchPartition::default()
+            .with_partition(0)
+            .with_partition_max_bytes(1 << 20)]);
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic]);
+        let r: FetchResponse = client.call(ApiKey::Fetch, v, &request);
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, 1), "Fetch v{v}");
+        assert_eq!(
+            batches(p.records.clone().unwrap_or_default()).len(),
+            1,
+            "Fetch v{v}"
+        );
+    }
+    for v in range(ApiKey::DeleteTopics) {
+        let r: DeleteTopicsResponse = client.call(
+            ApiKey::DeleteTopics,
+            v,
+            &if v >= 6 {
+                DeleteTopicsRequest::default().with_topics(vec![
+                    kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(TopicName(StrBytes::from_static_str("no-such-topic")))),
+                ])
+            } else {
+                DeleteTopicsRequest::default()
+                    .with_topic_names(vec![TopicName(StrBytes::from_static_str("no-such-topic"))])
+            },
+        );
+        assert_eq!(
+            r.responses[0].error_code, 3,
+            "DeleteTopics v{v}: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
+}
+
+fn uuid_of(client: &mut common::Client) -> uuid::Uuid {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let topics = vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_static_str("versions"))))];
+    let r: MetadataResponse = client.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(topics)),
+    );
+    r.topics[0].topic_id
+}

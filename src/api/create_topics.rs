@@ -53,11 +53,16 @@ pub async fn handle(
             controller::create_topics(controller_shard, topics, validate_only)
         })
         .await?;
-    let results = outcomes.into_iter().map(result_of).collect();
+    let results = outcomes
+        .into_iter()
+        .map(|o| result_of(o, request.version))
+        .collect();
     request.reply(&CreateTopicsResponse::default().with_topics(results))
 }
 
-fn result_of(outcome: TopicOutcome) -> CreatableTopicResult {
+/// Version-bound fields only where the version has them: topic_id v7, the topic's
+/// partitions, replication factor and configs v5+ (kafka-protocol rejects them elsewhere).
+fn result_of(outcome: TopicOutcome, version: i16) -> CreatableTopicResult {
     let result = CreatableTopicResult::default().with_name(TopicName(str_bytes(&outcome.name)));
     if let Some((error, message)) = outcome.error {
         return result
@@ -65,6 +70,9 @@ fn result_of(outcome: TopicOutcome) -> CreatableTopicResult {
             .with_error_message(Some(str_bytes(&message)))
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+    }
+    if version < 5 {
+        return result;
     }
     let configs = TOPIC_CONFIGS
         .iter()
@@ -80,7 +88,11 @@ fn result_of(outcome: TopicOutcome) -> CreatableTopicResult {
         })
         .collect();
     result
-        .with_topic_id(Uuid::from_bytes(outcome.topic_id))
+        .with_topic_id(if version >= 7 {
+            Uuid::from_bytes(outcome.topic_id)
+        } else {
+            Uuid::nil()
+        })
         .with_num_partitions(outcome.num_partitions)
         .with_replication_factor(1)
         .with_configs(Some(configs))

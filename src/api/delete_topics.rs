@@ -37,7 +37,11 @@ pub async fn handle(
         .map(|(name, id, error)| {
             DeletableTopicResult::default()
                 .with_name(Some(TopicName(str_bytes(&name))))
-                .with_topic_id(Uuid::from_bytes(id))
+                .with_topic_id(if request.version >= 6 {
+                    Uuid::from_bytes(id)
+                } else {
+                    Uuid::nil()
+                })
                 .with_error_code(error.map_or(0, |e| e.code()))
         })
         .collect();

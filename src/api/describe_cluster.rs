@@ -20,7 +20,6 @@ pub fn handle(
         .with_cluster_id(str_bytes(&ctx.image().cluster_id))
         .with_controller_id(BrokerId(config.node_id))
         .with_brokers(vec![broker])
-        .with_cluster_authorized_operations(i32::MIN)
-        .with_endpoint_type(1);
+        .with_cluster_authorized_operations(i32::MIN);
     request.reply(&response)
 }

@@ -52,7 +52,7 @@ pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeConfigs
                     let configs = entries
                         .into_iter()
                         .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
-                        .map(|e| describe(e, body.include_synonyms))
+                        .map(|e| describe(e, body.include_synonyms, request.version))
                         .collect();
                     result.with_configs(configs)
                 }
@@ -62,7 +62,8 @@ pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeConfigs
     request.reply(&DescribeConfigsResponse::default().with_results(results))
 }
 
-fn describe(entry: Entry, include_synonyms: bool) -> DescribeConfigsResourceResult {
+/// config_type exists from v3; kafka-protocol rejects it set in older versions.
+fn describe(entry: Entry, include_synonyms: bool, version: i16) -> DescribeConfigsResourceResult {
     let synonyms = if include_synonyms {
         vec![DescribeConfigsSynonym::default()
             .with_name(str_bytes(&entry.name))
@@ -75,7 +76,7 @@ fn describe(entry: Entry, include_synonyms: bool) -> DescribeConfigsResourceResu
         .with_name(str_bytes(&entry.name))
         .with_value(Some(str_bytes(&entry.value)))
         .with_config_source(entry.source)
-        .with_config_type(entry.kind.code())
+        .with_config_type(if version >= 3 { entry.kind.code() } else { 0 })
         .with_synonyms(synonyms)
 }
 

@@ -42,6 +42,7 @@ pub async fn handle(
             partitions.push(answer(
                 p.partition_index,
                 Err(ResponseError::UnknownTopicOrPartition),
+                request.version,
             ));
             if let Some(owner) = image.owner(&name, p.partition_index) {
                 lookups.push((
@@ -61,6 +62,7 @@ pub async fn handle(
                 .with_partitions(partitions),
         );
     }
+    let version = request.version;
     let calls = group_by_owner(ctx.shard.count(), lookups)
         .into_iter()
         .map(|(owner, lookups)| {
@@ -70,7 +72,7 @@ pub async fn handle(
     for found in futures::future::join_all(calls).await {
         for ((ti, pi), result) in found? {
             let partition = &mut topics[ti].partitions[pi];
-            *partition = answer(partition.partition_index, result);
+            *partition = answer(partition.partition_index, result, version);
         }
     }
     request.reply(&ListOffsetsResponse::default().with_topics(topics))
@@ -108,13 +110,15 @@ async fn look_up_all(ctx: Rc<ShardContext>, lookups: Vec<Lookup>) -> Vec<Found> 
     found
 }
 
+/// leader_epoch exists from v4; kafka-protocol rejects it set in older versions.
 fn answer(
     partition: i32,
     result: Result<(i64, i64), ResponseError>,
+    version: i16,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(partition)
-        .with_leader_epoch(0);
+        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
     match result {
         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
         Err(error) => response

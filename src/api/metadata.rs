@@ -37,10 +37,14 @@ pub async fn handle(
     }
     let image = ctx.image();
     let topics = match &wanted {
-        None => image.topics.values().map(|t| describe(ctx, t)).collect(),
+        None => image
+            .topics
+            .values()
+            .map(|t| describe(ctx, t, request.version))
+            .collect(),
         Some(names) => names
             .iter()
-            .map(|n| describe_named(ctx, &image, n))
+            .map(|n| describe_named(ctx, &image, n, request.version))
             .collect(),
     };
     let config = &ctx.config;
@@ -50,8 +54,12 @@ pub async fn handle(
         .with_port(config.advertised_port);
     let response = MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&image.cluster_id)))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_cluster_id((request.version >= 2).then(|| str_bytes(&image.cluster_id)))
+        .with_controller_id(BrokerId(if request.version >= 1 {
+            config.node_id
+        } else {
+            -1
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_OMITTED);
     request.reply(&response)
@@ -101,9 +109,14 @@ async fn auto_create(ctx: &Rc<ShardContext>, names: &[String]) {
     }
 }
 
-fn describe_named(ctx: &ShardContext, image: &MetadataImage, name: &str) -> MetadataResponseTopic {
+fn describe_named(
+    ctx: &ShardContext,
+    image: &MetadataImage,
+    name: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     match image.topic(name) {
-        Some(topic) => describe(ctx, topic),
+        Some(topic) => describe(ctx, topic, version),
         None => {
             let error = if topic_name::validate(name).is_err() {
                 ResponseError::InvalidTopicException
@@ -118,22 +131,28 @@ fn describe_named(ctx: &ShardContext, image: &MetadataImage, name: &str) -> Meta
     }
 }
 
-fn describe(ctx: &ShardContext, topic: &TopicMeta) -> MetadataResponseTopic {
+/// kafka-protocol refuses to encode a field set in a version that lacks it, so version-bound
+/// fields are set only where they exist (leader_epoch v7+, topic_id v10+, is_internal v1+).
+fn describe(ctx: &ShardContext, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let node = BrokerId(ctx.config.node_id);
     let partitions = (0..topic.partitions.len() as i32)
         .map(|index| {
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&topic.name))))
-        .with_topic_id(Uuid::from_bytes(topic.id))
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_topic_id(if version >= 10 {
+            Uuid::from_bytes(topic.id)
+        } else {
+            Uuid::nil()
+        })
+        .with_is_internal(version >= 1 && topic.name.starts_with("__"))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }

@@ -47,6 +47,7 @@ pub async fn handle(
             partitions.push(partition_response(
                 data.index,
                 Err(ResponseError::UnknownTopicOrPartition),
+                request.version,
             ));
             let checked = if !matches!(acks, -1..=1) {
                 Err(ResponseError::InvalidRequiredAcks)
@@ -69,7 +70,9 @@ pub async fn handle(
                         records,
                     },
                 )),
-                Err(error) => partitions[pi] = partition_response(data.index, Err(error)),
+                Err(error) => {
+                    partitions[pi] = partition_response(data.index, Err(error), request.version)
+                }
             }
         }
         responses.push(
@@ -87,7 +90,7 @@ pub async fn handle(
     for answers in futures::future::join_all(calls).await {
         for ((ti, pi), result) in answers? {
             let partition = &mut responses[ti].partition_responses[pi];
-            *partition = partition_response(partition.index, result);
+            *partition = partition_response(partition.index, result, request.version);
         }
     }
     if acks == 0 {
@@ -149,9 +152,11 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
     futures::future::join_all(appends).await
 }
 
+/// log_start_offset exists from v5; kafka-protocol rejects it set in older versions.
 fn partition_response(
     index: i32,
     result: Result<(i64, i64), ResponseError>,
+    version: i16,
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(index)
@@ -159,7 +164,7 @@ fn partition_response(
     match result {
         Ok((base_offset, log_start_offset)) => response
             .with_base_offset(base_offset)
-            .with_log_start_offset(log_start_offset),
+            .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 }),
         Err(error) => response
             .with_error_code(error.code())
             .with_base_offset(-1)

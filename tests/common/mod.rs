@@ -190,7 +190,9 @@ impl Client {
             )))
             .encode(&mut body, key.request_header_version(version))
             .unwrap();
-        request.encode(&mut body, version).unwrap();
+        request
+            .encode(&mut body, version)
+            .unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"));
         self.send_frame(&body);
         let mut frame = self.read_frame().expect("broker answered");
         let header =
