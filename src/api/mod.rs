@@ -87,6 +87,7 @@ impl RequestContext {
 /// Reads the request header and returns the future that answers the request.
 pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<Handler, DispatchError> {
     let (request, body) = parse_header(frame)?;
+    tracing::trace!(api = ?request.api_key, version = request.version, correlation_id = request.correlation_id, "request");
     let ctx = ctx.clone();
     Ok(Box::pin(async move {
         let decoded = decode_body(&request, body)?;

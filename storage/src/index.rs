@@ -53,7 +53,7 @@ impl OffsetIndex {
     /// Parses a `.index` file; None if it is malformed (not a whole number of increasing
     /// entries, or pointing past `log_size`), in which case the caller rebuilds it.
     pub fn decode(bytes: &[u8], log_size: u64) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return None;
         }
         let mut index = OffsetIndex::default();

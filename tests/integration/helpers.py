@@ -1,0 +1,45 @@
+"""Small shared helpers for the client tests."""
+
+import time
+import uuid
+
+from kafka.admin import KafkaAdminClient, NewTopic
+
+
+def unique_topic(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topic(bootstrap, name, partitions=1, configs=None):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        admin.close()
+    return name
+
+
+def consume_all(bootstrap, topic, partitions, expected, timeout_s=60, **config):
+    """Reads every partition of `topic` from the beginning with confluent-kafka (assign, no
+    group) until `expected` messages arrived; returns them as (partition, offset, key, value)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "weir-test-assign",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        **config,
+    })
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=10000, timeout=1.0):
+                if m.error():
+                    raise AssertionError(f"consume error: {m.error()}")
+                out.append((m.partition(), m.offset(), m.key(), m.value()))
+    finally:
+        consumer.close()
+    return out

@@ -1,0 +1,35 @@
+"""KafkaJS: admin and producer, with the messages read back by another client."""
+
+import json
+import pathlib
+import subprocess
+
+from kafka import KafkaConsumer, TopicPartition
+
+from helpers import unique_topic
+
+NODE_DIR = pathlib.Path(__file__).resolve().parents[1] / "node"
+
+
+def test_kafkajs_admin_and_producer(broker):
+    topic = unique_topic("kafkajs")
+    result = subprocess.run(["node", "smoke.js", broker.bootstrap, topic], cwd=NODE_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["created"] is True and seen["again"] is False, "second create reports the topic exists"
+    assert seen["listed"] and seen["partitions"] == 3 and seen["scratchDeleted"]
+    assert sorted((o["partition"], int(o["low"]), int(o["high"])) for o in seen["offsets"]) == [
+        (0, 0, 68), (1, 0, 66), (2, 0, 66)  # two sends of 100 with partition = i % 3
+    ]
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=5000)
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    values = [(r.key, r.value, r.headers) for r in consumer]
+    consumer.close()
+    assert sorted(v for _, v, _ in values) == sorted(
+        [f"plain-{i}".encode() for i in range(100)] + [f"gzip-{i}".encode() for i in range(100)]
+    )
+    plain = {k: h for k, v, h in values if v.startswith(b"plain")}
+    assert plain[b"k7"] == [("n", b"7")]

@@ -1,0 +1,50 @@
+// KafkaJS against Weir: admin and producer APIs. Usage: node smoke.js <bootstrap> <topic>
+// Prints one JSON line with what it saw; exits non-zero on any failure.
+// KafkaJS consumers are always group consumers, so consuming with KafkaJS waits for
+// consumer-group support; the Python test reads these messages back with kafka-python.
+const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
+
+async function main() {
+  const [bootstrap, topic] = process.argv.slice(2);
+  const kafka = new Kafka({ clientId: 'weir-kafkajs-test', brokers: [bootstrap], logLevel: logLevel.ERROR });
+  const admin = kafka.admin();
+  await admin.connect();
+  const created = await admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+  const again = await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] });
+  const topics = await admin.listTopics();
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+
+  const producer = kafka.producer();
+  await producer.connect();
+  const plain = await producer.send({
+    topic,
+    acks: -1,
+    messages: Array.from({ length: 100 }, (_, i) => ({
+      key: `k${i}`, value: `plain-${i}`, partition: i % 3, headers: { n: `${i}` },
+    })),
+  });
+  const gzip = await producer.send({
+    topic,
+    acks: -1,
+    compression: CompressionTypes.GZIP,
+    messages: Array.from({ length: 100 }, (_, i) => ({ key: `g${i}`, value: `gzip-${i}`, partition: i % 3 })),
+  });
+  await producer.disconnect();
+
+  const offsets = await admin.fetchTopicOffsets(topic);
+  const scratch = `${topic}-scratch`;
+  await admin.createTopics({ topics: [{ topic: scratch }] });
+  await admin.deleteTopics({ topics: [scratch] });
+  const afterDelete = await admin.listTopics();
+  await admin.disconnect();
+
+  console.log(JSON.stringify({
+    created, again, listed: topics.includes(topic),
+    partitions: metadata.topics[0].partitions.length,
+    acked: plain.length + gzip.length,
+    offsets: offsets.map((o) => ({ partition: o.partition, high: o.high, low: o.low })),
+    scratchDeleted: !afterDelete.includes(scratch),
+  }));
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
