@@ -101,3 +101,24 @@ def test_long_poll_delivers_a_message_produced_later(broker):
     consumer.close()
     assert message is not None and message.value() == b"late"
     assert time.monotonic() - started < 4.5, "the parked fetch was woken by the produce, not its timeout"
+
+
+def test_consuming_data_evicted_from_the_page_cache(broker):
+    """Old data is served from disk: the broker reads cold ranges in first, then sends them."""
+    import os
+
+    topic = create_topic(broker.bootstrap, unique_topic("cold"), partitions=2)
+    messages = [(None, f"cold-{i}-".encode() + b"c" * 200) for i in range(20_000)]
+    produce(broker.bootstrap, topic, messages, acks="all")
+    dropped = 0
+    for log in broker.data_dir.glob(f"{topic}-*/*.log"):
+        fd = os.open(log, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            dropped += 1
+        finally:
+            os.close(fd)
+    assert dropped == 2
+    consumed = consume_all(broker.bootstrap, topic, 2, 20_000)
+    assert sorted(v for _, _, _, v in consumed) == sorted(v for _, v in messages)
