@@ -23,6 +23,19 @@ fn topic() -> TopicName {
     TopicName(StrBytes::from_static_str(TOPIC))
 }
 
+/// An acks=all Produce of one batch holding `value` to partition 0.
+fn produce_request(value: &[u8]) -> ProduceRequest {
+    let partition = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(Bytes::from(record_batch(&[value]))));
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![partition])])
+}
+
 /// Produces numbered batches until told to stop or the connection dies; records what was
 /// acknowledged as (offset, sequence number).
 fn produce_until_killed(
@@ -41,16 +54,7 @@ fn produce_until_killed(
     let mut seq = first_seq;
     while !stop.load(Ordering::Relaxed) {
         let value = format!("seq-{seq:010}");
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(Bytes::from(record_batch(
-                        &[value.as_bytes()],
-                    ))))])]);
+        let request = produce_request(value.as_bytes());
         let Some(response) = client.try_call::<_, ProduceResponse>(ApiKey::Produce, 9, &request)
         else {
             return;
@@ -164,16 +168,7 @@ fn sigkill_mid_stream_loses_no_acknowledged_batch() {
     }
     // The log still takes writes at the next offset.
     let stored = read_all(&mut broker.connect());
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic())
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(record_batch(&[
-                    b"seq-9999999999",
-                ]))))])]);
+    let request = produce_request(b"seq-9999999999");
     let response: ProduceResponse = broker.connect().call(ApiKey::Produce, 9, &request);
     assert_eq!(
         response.responses[0].partition_responses[0].base_offset,

@@ -60,6 +60,21 @@ impl Controller {
             lock: Semaphore::new(1),
         }
     }
+
+    /// The controller of shard 0, where every controller call runs.
+    fn of(ctx: &ShardContext) -> &Controller {
+        ctx.controller
+            .as_ref()
+            .expect("controller calls run on shard 0")
+    }
+
+    /// Holds off every other metadata change until the permit is dropped.
+    async fn exclusive(&self) -> glommio::sync::Permit<'_> {
+        self.lock
+            .acquire_permit(1)
+            .await
+            .expect("the controller lock is never closed")
+    }
 }
 
 /// Creates topics (runs on shard 0). With `validate_only`, decides everything and changes nothing.
@@ -68,15 +83,7 @@ pub async fn create_topics(
     topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {
-    let controller = ctx
-        .controller
-        .as_ref()
-        .expect("controller calls run on shard 0");
-    let _permit = controller
-        .lock
-        .acquire_permit(1)
-        .await
-        .expect("the controller lock is never closed");
+    let _permit = Controller::of(&ctx).exclusive().await;
     let mut image = (*ctx.image()).clone();
     let mut load = image.partitions_per_shard(ctx.shard.count());
     let mut outcomes = Vec::with_capacity(topics.len());
@@ -137,15 +144,7 @@ pub async fn delete_topics(
     ctx: Rc<ShardContext>,
     names: Vec<String>,
 ) -> Vec<(String, [u8; 16], Option<ResponseError>)> {
-    let controller = ctx
-        .controller
-        .as_ref()
-        .expect("controller calls run on shard 0");
-    let _permit = controller
-        .lock
-        .acquire_permit(1)
-        .await
-        .expect("the controller lock is never closed");
+    let _permit = Controller::of(&ctx).exclusive().await;
     let mut image = (*ctx.image()).clone();
     let mut removed = Vec::new();
     let mut outcomes = Vec::with_capacity(names.len());

@@ -179,6 +179,18 @@ impl Client {
         version: i16,
         request: &Req,
     ) -> Resp {
+        self.try_call(key, version, request)
+            .expect("broker answered")
+    }
+
+    /// Like `call`, but None when the connection is gone (the broker was killed). A response
+    /// that does not decode is a bug either way and panics.
+    pub fn try_call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Option<Resp> {
         self.correlation_id += 1;
         let mut body = BytesMut::new();
         RequestHeader::default()
@@ -193,39 +205,18 @@ impl Client {
         request
             .encode(&mut body, version)
             .unwrap_or_else(|e| panic!("encoding {key:?} v{version}: {e}"));
-        self.send_frame(&body);
-        let mut frame = self.read_frame().expect("broker answered");
-        let header =
-            ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        Resp::decode(&mut frame, version).unwrap()
-    }
-
-    /// Like `call`, but None when the broker goes away (it was killed) instead of panicking.
-    pub fn try_call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Option<Resp> {
-        self.correlation_id += 1;
-        let mut body = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
         let mut frame = BytesMut::with_capacity(4 + body.len());
         frame.put_u32(body.len() as u32);
         frame.put_slice(&body);
         self.stream.write_all(&frame).ok()?;
         let mut frame = self.read_frame()?;
         let header =
-            ResponseHeader::decode(&mut frame, key.response_header_version(version)).ok()?;
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, self.correlation_id);
-        Resp::decode(&mut frame, version).ok()
+        Some(
+            Resp::decode(&mut frame, version)
+                .unwrap_or_else(|e| panic!("decoding {key:?} v{version}: {e}")),
+        )
     }
 
     pub fn send_frame(&mut self, body: &[u8]) {
