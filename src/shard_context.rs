@@ -18,6 +18,9 @@ pub struct ShardContext {
     pub shard: Rc<Shard<ShardContext>>,
     pub config: Arc<Config>,
     image: RefCell<Arc<MetadataImage>>,
+    /// Topic id → name for the installed image, so Fetch v13+ (which names topics by id)
+    /// resolves them with a hash lookup instead of a scan over every topic.
+    topic_ids: RefCell<HashMap<[u8; 16], String>>,
     /// topic → partition → log, for the partitions this shard owns.
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
     /// Present on shard 0 only: the one place metadata changes are decided.
@@ -34,6 +37,7 @@ impl ShardContext {
         ShardContext {
             shard,
             config,
+            topic_ids: RefCell::new(index_topic_ids(&image)),
             image: RefCell::new(image),
             partitions: RefCell::new(HashMap::new()),
             controller,
@@ -48,8 +52,14 @@ impl ShardContext {
     pub fn install_image(&self, image: Arc<MetadataImage>) {
         let mut current = self.image.borrow_mut();
         if image.version >= current.version {
+            *self.topic_ids.borrow_mut() = index_topic_ids(&image);
             *current = image;
         }
+    }
+
+    /// The name of the topic with this id in the installed image.
+    pub fn topic_name_by_id(&self, id: &[u8; 16]) -> Option<String> {
+        self.topic_ids.borrow().get(id).cloned()
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
@@ -114,4 +124,12 @@ impl ShardContext {
             .flat_map(|logs| logs.values().cloned())
             .collect()
     }
+}
+
+fn index_topic_ids(image: &MetadataImage) -> HashMap<[u8; 16], String> {
+    image
+        .topics
+        .values()
+        .map(|t| (t.id, t.name.clone()))
+        .collect()
 }

@@ -16,13 +16,12 @@ pub async fn handle(
     request: RequestContext,
     body: DeleteTopicsRequest,
 ) -> Answer {
-    let image = ctx.image();
     let mut unknown_ids = Vec::new();
     let mut names: Vec<String> = body.topic_names.iter().map(|n| n.0.to_string()).collect();
     for topic in &body.topics {
-        match (&topic.name, image.topic_by_id(topic.topic_id.as_bytes())) {
+        match (&topic.name, ctx.topic_name_by_id(topic.topic_id.as_bytes())) {
             (Some(name), _) => names.push(name.0.to_string()),
-            (None, Some(meta)) => names.push(meta.name.clone()),
+            (None, Some(name)) => names.push(name),
             (None, None) => unknown_ids.push(topic.topic_id),
         }
     }

@@ -88,7 +88,8 @@ fn plan(
     let mut jobs = Vec::new();
     for (ti, topic) in body.topics.iter().enumerate() {
         let meta = if version >= 13 {
-            image.topic_by_id(topic.topic_id.as_bytes())
+            ctx.topic_name_by_id(topic.topic_id.as_bytes())
+                .and_then(|name| image.topic(&name))
         } else {
             image.topic(&topic.topic.0)
         };

@@ -26,7 +26,7 @@ pub async fn handle(
     let wanted: Option<Vec<String>> = match body.topics {
         None => None,
         Some(topics) if topics.is_empty() && request.version == 0 => None,
-        Some(topics) => Some(names_of(&ctx.image(), topics)),
+        Some(topics) => Some(names_of(ctx, topics)),
     };
     // Before v4 there is no flag: clients always allowed auto-creation.
     let allow_auto_create = request.version < 4 || body.allow_auto_topic_creation;
@@ -67,16 +67,16 @@ pub async fn handle(
 
 /// Requested names; a v10+ request may name a topic by id only.
 fn names_of(
-    image: &MetadataImage,
+    ctx: &ShardContext,
     topics: Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>,
 ) -> Vec<String> {
     topics
         .into_iter()
         .map(|t| match t.name {
             Some(name) => name.0.to_string(),
-            None => image
-                .topic_by_id(t.topic_id.as_bytes())
-                .map_or_else(String::new, |m| m.name.clone()),
+            None => ctx
+                .topic_name_by_id(t.topic_id.as_bytes())
+                .unwrap_or_default(),
         })
         .collect()
 }

@@ -35,10 +35,6 @@ impl MetadataImage {
         self.topics.get(name)
     }
 
-    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
-        self.topics.values().find(|t| &t.id == id)
-    }
-
     /// The shard owning `topic`/`partition`, or None if there is no such partition.
     pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
         let topic = self.topics.get(topic)?;
