@@ -2,7 +2,8 @@
 //! base-offset stamping. Records are never decoded; an uncompressed batch's record length
 //! prefixes are walked (no allocation) to check they fill the batch exactly.
 //!
-//! Hot path: runs once per produced batch. Pure functions over byte slices.
+//! Hot path: runs once per produced batch. Pure functions over byte slices: no I/O, no
+//! allocation, and never a panic on any input (every length is checked before it is used).
 
 /// Bytes before `batchLength` counts from: baseOffset (8) + batchLength (4).
 pub const LOG_OVERHEAD: usize = 12;
@@ -475,6 +476,49 @@ pub(crate) mod tests {
             validate_produce_batches(&framing),
             Err(BatchError::BadRecords { .. })
         ));
+    }
+
+    #[test]
+    fn a_bad_batch_after_good_ones_is_reported_where_it_starts() {
+        let first = batch(&[b"a"], 1);
+        let mut second = batch(&[b"b", b"c"], 2);
+        *second.last_mut().unwrap() ^= 0x40;
+        let mut payload = first.clone();
+        payload.extend_from_slice(&second);
+        payload.extend(batch(&[b"d"], 3));
+        match validate_produce_batches(&payload) {
+            Err(BatchError::CrcMismatch { at, .. }) => assert_eq!(at, first.len()),
+            other => panic!("expected a CRC mismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_fields_are_read_where_kafka_puts_them() {
+        let mut b = batch(&[b"x", b"y", b"z"], 1_700_000_000_000);
+        b[12..16].copy_from_slice(&7i32.to_be_bytes()); // partition leader epoch
+        b[43..51].copy_from_slice(&42i64.to_be_bytes()); // producer id
+        b[51..53].copy_from_slice(&3i16.to_be_bytes()); // producer epoch
+        b[53..57].copy_from_slice(&9i32.to_be_bytes()); // base sequence
+        fix(&mut b);
+        stamp_base_offset(&mut b, 500);
+        let header = parse_header(&b).unwrap();
+        assert_eq!(header.base_offset, 500);
+        assert_eq!(header.batch_len, b.len());
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.base_timestamp, 1_700_000_000_000);
+        assert_eq!(header.max_timestamp, 1_700_000_000_002);
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (42, 3, 9)
+        );
+        assert_eq!(header.records_count, 3);
+        assert_eq!((header.last_offset(), header.next_offset()), (502, 503));
+        assert!(parse_header(&b[..HEADER_BYTES - 1]).is_err());
     }
 
     #[test]

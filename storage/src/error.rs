@@ -1,4 +1,5 @@
-//! Storage errors. The broker maps them to Kafka error codes at the API edge.
+//! Storage errors. The broker maps them to Kafka error codes at the API edge; this module
+//! only names what went wrong and must never decide a Kafka error code itself.
 
 use std::path::PathBuf;
 
@@ -14,12 +15,24 @@ pub enum StorageError {
     },
     #[error(transparent)]
     Batch(#[from] BatchError),
-    #[error("offset {offset} is outside the log [{log_start_offset}, {high_watermark}]")]
+    /// A read outside `[log_start_offset, high_watermark]` (Kafka OFFSET_OUT_OF_RANGE).
+    /// `log_end_offset` may be past `high_watermark` while a write is in flight; readable
+    /// data ends at the high watermark.
+    #[error(
+        "offset {offset} is outside the readable log [{log_start_offset}, {high_watermark}] \
+         (log end offset {log_end_offset})"
+    )]
     OffsetOutOfRange {
         offset: i64,
         log_start_offset: i64,
+        log_end_offset: i64,
         high_watermark: i64,
     },
+    /// The log was deleted (or is being deleted) and takes no more calls.
+    #[error("the log of {0} is closed")]
+    Closed(PathBuf),
+    /// A write or sync failed: what reached the disk is unknown, so the log refuses further
+    /// appends until it is reopened (and recovery re-validates the tail).
     #[error("the log of {0} failed a write and takes no more appends until restarted")]
     Failed(PathBuf),
     #[error("{path} is corrupt: {reason}")]

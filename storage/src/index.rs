@@ -1,6 +1,9 @@
 //! Sparse indexes of a segment, in Kafka's file formats: `.index` maps a relative offset to
 //! a byte position (8 bytes per entry: u32 BE, u32 BE) and `.timeindex` maps a timestamp to a
 //! relative offset (12 bytes: i64 BE, u32 BE). Kept in memory; the files are appended to.
+//!
+//! Pure data structures: this module does no I/O and must never trust a decoded file that
+//! is not well-formed (the caller rebuilds the index from the log instead).
 
 pub const OFFSET_ENTRY_BYTES: usize = 8;
 pub const TIME_ENTRY_BYTES: usize = 12;
@@ -39,6 +42,11 @@ impl OffsetIndex {
         } else {
             self.entries[i - 1].1
         }
+    }
+
+    /// The last entry: (relative offset, position).
+    pub fn last(&self) -> Option<(u32, u32)> {
+        self.entries.last().copied()
     }
 
     pub fn encode_from(&self, first: usize) -> Vec<u8> {
@@ -109,6 +117,12 @@ impl TimeIndex {
         }
     }
 
+    /// The last entry: (timestamp, relative offset). Entries are pushed whenever a
+    /// segment's max timestamp grows, so this is the segment's max timestamp.
+    pub fn last(&self) -> Option<(i64, u32)> {
+        self.entries.last().copied()
+    }
+
     pub fn encode_from(&self, first: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity((self.entries.len() - first) * TIME_ENTRY_BYTES);
         for &(t, o) in &self.entries[first..] {
@@ -116,6 +130,28 @@ impl TimeIndex {
             out.extend_from_slice(&o.to_be_bytes());
         }
         out
+    }
+
+    /// Parses a `.timeindex` file; None if it is malformed (not a whole number of entries,
+    /// timestamps not strictly increasing, or relative offsets going backwards).
+    pub fn decode(bytes: &[u8]) -> Option<TimeIndex> {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
+            return None;
+        }
+        let mut index = TimeIndex::default();
+        for entry in bytes.chunks_exact(TIME_ENTRY_BYTES) {
+            let t = i64::from_be_bytes(entry[..8].try_into().expect("8 bytes"));
+            let o = u32::from_be_bytes(entry[8..].try_into().expect("4 bytes"));
+            if index
+                .entries
+                .last()
+                .is_some_and(|&(lt, lo)| lt >= t || lo > o)
+            {
+                return None;
+            }
+            index.entries.push((t, o));
+        }
+        Some(index)
     }
 }
 
@@ -170,5 +206,20 @@ mod tests {
         assert_eq!(index.scan_start(150), 0);
         assert_eq!(index.scan_start(201), 9);
         assert_eq!(index.encode_from(0).len(), 24);
+        assert_eq!(index.last(), Some((200, 9)));
+    }
+
+    #[test]
+    fn time_index_file_round_trips_and_rejects_garbage() {
+        let mut index = TimeIndex::default();
+        index.maybe_push(100, 0);
+        index.maybe_push(300, 4);
+        let bytes = index.encode_from(0);
+        assert_eq!(TimeIndex::decode(&bytes), Some(index.clone()));
+        assert_eq!(TimeIndex::decode(&[]), Some(TimeIndex::default()));
+        assert_eq!(TimeIndex::decode(&bytes[..13]), None, "partial entry");
+        let mut backwards = index.encode_from(1);
+        backwards.extend(index.encode_from(0));
+        assert_eq!(TimeIndex::decode(&backwards), None, "not increasing");
     }
 }

@@ -5,6 +5,10 @@
 //! This crate knows nothing of the network or of Kafka requests: it speaks offsets, record
 //! batches and file ranges. Everything in it runs on the one shard that owns the partition;
 //! it must never block that shard's reactor on the append or read path.
+//!
+//! Where things are: `batch` (the v2 batch format, produce validation), `index` (the sparse
+//! `.index`/`.timeindex`), `segment` (one segment's files and scan), `log` (the partition
+//! log: `append`, `read`, `recovery`), `error`.
 
 pub mod batch;
 pub mod error;
@@ -12,6 +16,12 @@ pub mod index;
 pub mod log;
 pub mod segment;
 
-pub use batch::{validate_produce_batches, BatchError, BatchHeader, BatchSummary};
+pub use batch::{
+    parse_header, stamp_base_offset, validate_produce_batches, BatchError, BatchHeader,
+    BatchSummary, BATCH_BYTES_MAX,
+};
 pub use error::StorageError;
-pub use log::{AppendOutcome, FileSlice, LogConfig, PartitionLog};
+pub use log::{
+    AppendOutcome, FileSlice, LogConfig, PartitionLog, INDEX_INTERVAL_BYTES_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
+};

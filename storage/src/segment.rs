@@ -1,5 +1,9 @@
 //! One segment of a partition log: the `.log` file of batches exactly as on the wire, its
 //! sparse `.index` and `.timeindex`, and what is known about it in memory.
+//!
+//! A segment never decides when to roll or what is durable (the log does); it only places
+//! batches, keeps their indexes, and walks its file. It must never hand out a batch it has
+//! not checked: `scan` stops at the first batch that is torn, corrupt or out of sequence.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,6 +41,22 @@ pub struct SegmentFiles {
 }
 
 impl SegmentFiles {
+    /// Syncs the index files. Done once, when a segment is closed by a roll, so recovery can
+    /// trust a closed segment's indexes instead of rescanning it.
+    pub async fn sync_indexes(&self) -> Result<(), StorageError> {
+        self.index
+            .fdatasync()
+            .await
+            .map_err(StorageError::glommio("syncing index of", &self.log_path))?;
+        self.time_index
+            .fdatasync()
+            .await
+            .map_err(StorageError::glommio(
+                "syncing time index of",
+                &self.log_path,
+            ))
+    }
+
     /// Opens (creating if missing) the three files of a segment.
     pub async fn open(dir: &Path, base_offset: i64) -> Result<SegmentFiles, StorageError> {
         let log_path = dir.join(file_name(base_offset, "log"));
@@ -119,6 +139,33 @@ impl Segment {
         }
         self.next_offset = header.next_offset();
     }
+}
+
+/// Reads a whole index file, or None if it is larger than an index of a `log_size`-byte
+/// log could be (at most one entry per batch, and a batch is at least a header): the size
+/// comes from disk and is bounded before allocating.
+pub async fn read_index_file(
+    file: &BufferedFile,
+    entry_bytes: usize,
+    log_size: u64,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let size = file
+        .file_size()
+        .await
+        .map_err(StorageError::glommio("reading size of", path))?;
+    let size_max = (log_size / HEADER_BYTES as u64 + 1) * entry_bytes as u64;
+    if size > size_max {
+        return Ok(None);
+    }
+    if size == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let bytes = file
+        .read_at(0, size as usize)
+        .await
+        .map_err(StorageError::glommio("reading index of", path))?;
+    Ok(Some(bytes.to_vec()))
 }
 
 /// Walks the batches of `files` from `start` to `end`, calling `on_batch(position, header)`

@@ -1,0 +1,623 @@
+//! Appends: offset assignment, the pending buffer, and the per-partition flusher that
+//! group-commits it.
+//!
+//! Hot path. `assign` runs synchronously (offsets in call order) and is the produce path's
+//! one copy; the flusher turns each window into one io_uring write per segment and one
+//! fdatasync. A write or sync that fails marks the log failed: it must never acknowledge an
+//! append whose bytes may not be on disk, nor take new ones after a failure.
+
+use std::rc::Rc;
+
+use glommio::io::BufferedFile;
+
+use super::{AppendOutcome, LogState, PartitionLog, PendingWrite};
+use crate::batch::{self, BatchHeader};
+use crate::error::StorageError;
+use crate::segment::{Segment, SegmentFiles};
+
+/// Cap on the capacity a new pending buffer is given up front from the last window's size,
+/// so one huge window does not make every later buffer huge.
+const WINDOW_BYTES_HINT_MAX: usize = 4 * 1024 * 1024;
+
+impl PartitionLog {
+    /// Appends a produce payload that passed `validate_produce_batches`; resolves once it is
+    /// written (and synced, with `flush_on_append`). Framing is re-checked here, CRCs are
+    /// not. Offsets are assigned before the first await, so concurrent appends get dense
+    /// offsets in call order, and complete in that order (the high watermark only grows).
+    pub async fn append(&self, records: &[u8]) -> Result<AppendOutcome, StorageError> {
+        let outcome = self.assign(records)?;
+        self.start_flusher();
+        let end = outcome.last_offset + 1;
+        self.waiters
+            .until(|| {
+                let state = self.state.borrow();
+                state.failed || state.high_watermark >= end
+            })
+            .await;
+        if self.state.borrow().high_watermark >= end {
+            Ok(outcome)
+        } else {
+            Err(StorageError::Failed(self.dir.clone()))
+        }
+    }
+
+    /// Assigns offsets and stages the stamped batches for the flusher. Synchronous: offsets
+    /// are decided in call order.
+    fn assign(&self, records: &[u8]) -> Result<AppendOutcome, StorageError> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        // Check the framing before changing anything, so a bad payload appends nothing. The
+        // CRC pass was made once by the caller (`validate_produce_batches`, on the shard that
+        // read the request); it is not repeated here.
+        let record_count = batch::check_framing(records)?;
+        let mut state = self.state.borrow_mut();
+        let base_offset = state.log_end_offset;
+        let mut at = 0;
+        while at < records.len() {
+            let mut header = batch::parse_header(&records[at..])?;
+            let bytes = &records[at..at + header.batch_len];
+            header.base_offset = state.log_end_offset;
+            self.place(&mut state, bytes, &header);
+            debug_assert!(
+                header.next_offset() > state.log_end_offset,
+                "offsets are dense and increasing"
+            );
+            state.log_end_offset = header.next_offset();
+            at += header.batch_len;
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: state.log_end_offset - 1,
+            record_count,
+        })
+    }
+
+    /// Copies one batch into the pending buffer of the active segment (rolling first if it
+    /// would overflow), stamps its base offset there, and indexes it.
+    fn place(&self, state: &mut LogState, bytes: &[u8], header: &BatchHeader) {
+        let active = state
+            .segments
+            .last()
+            .expect("a log always has an active segment");
+        if active.assigned_size > 0
+            && active.assigned_size + bytes.len() as u64 > self.config.segment_bytes
+        {
+            state.segments.push(Segment::new(header.base_offset));
+        }
+        let active = state
+            .segments
+            .last_mut()
+            .expect("a log always has an active segment");
+        let position = active.assigned_size;
+        active.note_batch(
+            position,
+            header,
+            u64::from(self.config.index_interval_bytes),
+        );
+        active.assigned_size += bytes.len() as u64;
+        let segment_base = active.base_offset;
+        if state
+            .pending
+            .last()
+            .is_none_or(|p| p.segment_base != segment_base)
+        {
+            // For speed: sized from the last window, so the window's batches usually land
+            // in one allocation instead of a chain of doublings and copies.
+            let capacity = bytes
+                .len()
+                .max(state.last_window_bytes.min(WINDOW_BYTES_HINT_MAX));
+            state.pending.push(PendingWrite {
+                segment_base,
+                position,
+                data: Vec::with_capacity(capacity),
+                end_offset: 0,
+            });
+        }
+        let pending = state.pending.last_mut().expect("just ensured");
+        let start = pending.data.len();
+        pending.data.extend_from_slice(bytes);
+        batch::stamp_base_offset(&mut pending.data[start..], header.base_offset);
+        pending.end_offset = header.next_offset();
+    }
+
+    /// Spawns the partition's flusher unless one is running or nothing is pending.
+    pub(super) fn start_flusher(&self) {
+        {
+            let mut state = self.state.borrow_mut();
+            if state.flushing || state.pending.is_empty() || state.failed {
+                return;
+            }
+            state.flushing = true;
+        }
+        let this = self.this.upgrade().expect("a log in use is alive");
+        glommio::spawn_local(async move { this.flush_loop().await }).detach();
+    }
+
+    /// Writes and syncs pending windows until none is left. Appends that arrive while a
+    /// window is in flight gather in the next one: one fdatasync covers them all.
+    async fn flush_loop(self: Rc<Self>) {
+        loop {
+            let mut window = {
+                let mut state = self.state.borrow_mut();
+                let spare = std::mem::take(&mut state.spare_pending);
+                std::mem::replace(&mut state.pending, spare)
+            };
+            if window.is_empty() {
+                let mut state = self.state.borrow_mut();
+                state.spare_pending = window;
+                state.flushing = false;
+                drop(state);
+                self.waiters.wake_all();
+                return;
+            }
+            let result = self.write_window(&mut window).await;
+            let mut state = self.state.borrow_mut();
+            match result {
+                Ok(window_bytes) => {
+                    complete_window(&mut state, &window, window_bytes);
+                    window.clear();
+                    state.spare_pending = window;
+                    self.windows_flushed.set(self.windows_flushed.get() + 1);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "{}: write failed, the log takes no more appends: {e}",
+                        self.dir.display()
+                    );
+                    state.failed = true;
+                    state.flushing = false;
+                    state.pending.clear();
+                    drop(state);
+                    self.waiters.wake_all();
+                    return;
+                }
+            }
+            drop(state);
+            self.waiters.wake_all();
+        }
+    }
+
+    /// Writes one window (one write per segment), its index entries, and syncs. Returns the
+    /// bytes written.
+    async fn write_window(&self, window: &mut [PendingWrite]) -> Result<usize, StorageError> {
+        #[cfg(test)]
+        if self.fail_writes.get() {
+            return Err(StorageError::Io {
+                op: "writing",
+                path: self.dir.clone(),
+                source: std::io::Error::other("injected fault"),
+            });
+        }
+        let mut window_bytes = 0;
+        for write in window.iter_mut() {
+            let files = self.segment_files(write.segment_base).await?;
+            // The buffer goes to io_uring by value (glommio owns it while the write is in
+            // flight); the data's length stays behind for `complete_window`.
+            let data = std::mem::take(&mut write.data);
+            let len = data.len();
+            write_all(&files.log, &files.log_path, data, write.position).await?;
+            write.position += len as u64;
+            window_bytes += len;
+            self.persist_index(write.segment_base, &files).await?;
+            if self.config.flush_on_append {
+                files
+                    .log
+                    .fdatasync()
+                    .await
+                    .map_err(StorageError::glommio("syncing", &files.log_path))?;
+            } else {
+                let mut state = self.state.borrow_mut();
+                if !state.unsynced.iter().any(|f| Rc::ptr_eq(f, &files)) {
+                    state.unsynced.push(files);
+                }
+            }
+        }
+        Ok(window_bytes)
+    }
+
+    /// The files of a segment, creating them on first write (after a roll).
+    async fn segment_files(&self, base: i64) -> Result<Rc<SegmentFiles>, StorageError> {
+        let (existing, previous) = {
+            let state = self.state.borrow();
+            let i = state
+                .segments
+                .iter()
+                .position(|s| s.base_offset == base)
+                .expect("segments are never removed while writes to them are pending");
+            let previous = i
+                .checked_sub(1)
+                .and_then(|p| state.segments[p].files.clone());
+            (state.segments[i].files.clone(), previous)
+        };
+        if let Some(files) = existing {
+            return Ok(files);
+        }
+        // A roll closed the segment before this one, and every byte of it was written by an
+        // earlier write. Sync it whole once (log and indexes, whatever `flush_on_append`
+        // says) so recovery can trust closed segments and rescan only the active one.
+        if let Some(previous) = previous {
+            previous
+                .log
+                .fdatasync()
+                .await
+                .map_err(StorageError::glommio("syncing", &previous.log_path))?;
+            previous.sync_indexes().await?;
+        }
+        let files = Rc::new(SegmentFiles::open(&self.dir, base).await?);
+        // The new file's directory entry must survive a crash before its data is acknowledged.
+        let dir = glommio::io::Directory::open(&self.dir)
+            .await
+            .map_err(StorageError::glommio("opening", &self.dir))?;
+        dir.sync()
+            .await
+            .map_err(StorageError::glommio("syncing", &self.dir))?;
+        let mut state = self.state.borrow_mut();
+        if let Some(segment) = state.segments.iter_mut().find(|s| s.base_offset == base) {
+            segment.files = Some(files.clone());
+        }
+        Ok(files)
+    }
+
+    /// Appends the segment's new index entries to its index files. Not synced: recovery
+    /// rebuilds the active segment's indexes, and a roll syncs the closed segment's.
+    async fn persist_index(&self, base: i64, files: &SegmentFiles) -> Result<(), StorageError> {
+        let (index, index_at, time_index, time_at) = {
+            let mut state = self.state.borrow_mut();
+            let Some(segment) = state.segments.iter_mut().find(|s| s.base_offset == base) else {
+                return Ok(());
+            };
+            let index = segment.index.encode_from(segment.index_persisted);
+            let time_index = segment.time_index.encode_from(segment.time_index_persisted);
+            let at = (segment.index_persisted * crate::index::OFFSET_ENTRY_BYTES) as u64;
+            let time_at = (segment.time_index_persisted * crate::index::TIME_ENTRY_BYTES) as u64;
+            segment.index_persisted = segment.index.len();
+            segment.time_index_persisted = segment.time_index.len();
+            (index, at, time_index, time_at)
+        };
+        if !index.is_empty() {
+            write_all(&files.index, &files.log_path, index, index_at).await?;
+        }
+        if !time_index.is_empty() {
+            write_all(&files.time_index, &files.log_path, time_index, time_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything pending and syncs it (clean shutdown).
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        if self.state.borrow().closed {
+            return Err(StorageError::Closed(self.dir.clone()));
+        }
+        self.start_flusher();
+        self.waiters
+            .until(|| {
+                let state = self.state.borrow();
+                state.failed || (!state.flushing && state.pending.is_empty())
+            })
+            .await;
+        if self.state.borrow().failed {
+            return Err(StorageError::Failed(self.dir.clone()));
+        }
+        let unsynced = std::mem::take(&mut self.state.borrow_mut().unsynced);
+        for files in unsynced {
+            if let Err(e) = files.log.fdatasync().await {
+                // What reached the disk is unknown now: trust nothing more from this log.
+                self.state.borrow_mut().failed = true;
+                self.waiters.wake_all();
+                return Err(StorageError::glommio("syncing", &files.log_path)(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the partition's files. Fetches holding a `FileSlice` keep working (their
+    /// descriptors stay open). Appends already accepted are written first; later calls get
+    /// `StorageError::Closed`.
+    pub async fn delete(self: Rc<Self>) -> Result<(), StorageError> {
+        self.state.borrow_mut().closed = true;
+        self.waiters.until(|| !self.state.borrow().flushing).await;
+        // Long polls on this partition have nothing more to wait for.
+        self.waiters.wake_all();
+        let dir = self.dir.clone();
+        // Removing a directory tree is a burst of blocking syscalls: off the reactor.
+        glommio::executor()
+            .spawn_blocking(move || {
+                std::fs::remove_dir_all(&dir).map_err(StorageError::io("removing", &dir))
+            })
+            .await
+    }
+}
+
+/// Makes a written window visible: segment sizes a read may return and the high watermark
+/// move together, so a reader never sees bytes above the high watermark.
+fn complete_window(state: &mut LogState, window: &[PendingWrite], window_bytes: usize) {
+    for write in window {
+        if let Some(segment) = state
+            .segments
+            .iter_mut()
+            .find(|s| s.base_offset == write.segment_base)
+        {
+            // `write_window` left the end of the written bytes in `position`.
+            segment.durable_size = write.position;
+        }
+    }
+    let end_offset = window
+        .last()
+        .expect("a completed window is not empty")
+        .end_offset;
+    assert!(
+        end_offset >= state.high_watermark,
+        "the high watermark never moves backwards"
+    );
+    state.high_watermark = end_offset;
+    state.last_window_bytes = window_bytes;
+}
+
+/// Writes all of `data` at `position`. glommio takes the buffer by value and does not hand
+/// it back, so it goes to io_uring without a copy, but a short write cannot be resumed
+/// without having kept a second copy of every window. A buffered write to a regular file is
+/// short only when the device is full or failing, so it fails the window: nothing in it is
+/// acknowledged, and the log stops taking appends (recovery re-validates the tail).
+async fn write_all(
+    file: &BufferedFile,
+    path: &std::path::Path,
+    data: Vec<u8>,
+    position: u64,
+) -> Result<(), StorageError> {
+    let len = data.len();
+    let written = file
+        .write_at(data, position)
+        .await
+        .map_err(StorageError::glommio("writing", path))?;
+    if written == len {
+        Ok(())
+    } else {
+        Err(StorageError::Io {
+            op: "writing",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {len} bytes (disk full?)"),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::super::testing::{all_bases, bases, batch, read_slice, run, small_segments};
+    use super::super::{LogConfig, PartitionLog};
+    use crate::error::StorageError;
+
+    #[test]
+    fn concurrent_appends_get_dense_offsets_and_complete_in_call_order() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            let completed = Rc::new(RefCell::new(Vec::new()));
+            let tasks: Vec<_> = (0..200)
+                .map(|i| {
+                    let (log, completed) = (log.clone(), completed.clone());
+                    let values: Vec<Vec<u8>> = (0..=(i % 3))
+                        .map(|j| format!("{i}-{j}").into_bytes())
+                        .collect();
+                    glommio::spawn_local(async move {
+                        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+                        let outcome = log.append(&batch(&refs, 1000 + i)).await.unwrap();
+                        assert!(
+                            log.high_watermark() > outcome.last_offset,
+                            "acknowledged only once below the high watermark"
+                        );
+                        completed.borrow_mut().push(outcome.base_offset);
+                        outcome
+                    })
+                })
+                .collect();
+            let outcomes = futures::future::join_all(tasks).await;
+            let mut expected = 0;
+            for (i, outcome) in outcomes.iter().enumerate() {
+                assert_eq!(outcome.base_offset, expected, "append {i}");
+                assert_eq!(outcome.record_count, (i % 3 + 1) as u64);
+                assert_eq!(
+                    outcome.last_offset,
+                    expected + outcome.record_count as i64 - 1
+                );
+                expected = outcome.last_offset + 1;
+            }
+            let mut sorted = completed.borrow().clone();
+            sorted.sort_unstable();
+            assert_eq!(*completed.borrow(), sorted, "completions in offset order");
+            assert_eq!(log.high_watermark(), expected);
+            assert_eq!(log.log_end_offset(), expected);
+            assert!(
+                log.windows_flushed() < 200,
+                "group commit: {} windows for 200 appends",
+                log.windows_flushed()
+            );
+            let read = all_bases(&log).await;
+            assert_eq!(
+                read,
+                outcomes.iter().map(|o| o.base_offset).collect::<Vec<_>>()
+            );
+        });
+    }
+
+    #[test]
+    fn one_payload_of_many_batches_gets_consecutive_offsets() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            log.append(&batch(&[b"first"], 1)).await.unwrap();
+            let mut payload = batch(&[b"a", b"b"], 1);
+            payload.extend(batch(&[b"c"], 2));
+            payload.extend(batch(&[b"d", b"e", b"f"], 3));
+            let outcome = log.append(&payload).await.unwrap();
+            assert_eq!((outcome.base_offset, outcome.last_offset), (1, 6));
+            assert_eq!(outcome.record_count, 6);
+            let slice = log.read(1, 1 << 20, true).await.unwrap().unwrap();
+            assert_eq!(bases(&read_slice(&slice)), vec![1, 3, 4]);
+        });
+    }
+
+    #[test]
+    fn bad_framing_appends_nothing() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            let mut bad_magic = batch(&[b"x"], 1);
+            bad_magic[16] = 1;
+            let mut good_then_torn = batch(&[b"x"], 1);
+            good_then_torn.extend_from_slice(&batch(&[b"y"], 1)[..30]);
+            for bad in [Vec::new(), bad_magic, good_then_torn] {
+                assert!(matches!(
+                    log.append(&bad).await,
+                    Err(StorageError::Batch(_))
+                ));
+            }
+            assert_eq!(log.log_end_offset(), 0);
+            assert_eq!(log.size_bytes(), 0);
+            assert_eq!(log.append(&batch(&[b"x"], 1)).await.unwrap().base_offset, 0);
+        });
+    }
+
+    #[test]
+    fn segments_roll_at_segment_bytes_and_take_at_least_one_batch() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), small_segments())
+                .await
+                .unwrap();
+            let big = vec![b'z'; 3000];
+            log.append(&batch(&[b"small"], 0)).await.unwrap();
+            log.append(&batch(&[&big], 1)).await.unwrap();
+            log.append(&batch(&[b"after"], 2)).await.unwrap();
+            assert_eq!(
+                log.segment_count(),
+                3,
+                "the oversized batch has its own segment"
+            );
+            let mut logs: Vec<u64> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().into_string().unwrap();
+                    name.ends_with(".log").then(|| e.metadata().unwrap().len())
+                })
+                .collect();
+            logs.sort_unstable();
+            assert_eq!(logs.len(), 3);
+            assert!(logs[2] > 3000, "{logs:?}");
+            assert_eq!(all_bases(&log).await, vec![0, 1, 2]);
+            for i in 3..30 {
+                log.append(&batch(&[format!("fill-{i:04}-padding").as_bytes()], i))
+                    .await
+                    .unwrap();
+            }
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let len = entry.metadata().unwrap().len();
+                let name = entry.file_name().into_string().unwrap();
+                assert!(
+                    !name.ends_with(".log") || len <= 1024 || len > 3000,
+                    "{name} has {len} bytes"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn without_flush_on_append_flush_makes_it_durable() {
+        run(|dir| async move {
+            let config = LogConfig {
+                flush_on_append: false,
+                ..small_segments()
+            };
+            let log = PartitionLog::open(dir.clone(), config.clone())
+                .await
+                .unwrap();
+            for i in 0..20 {
+                log.append(&batch(&[format!("nosync-{i:04}-padding").as_bytes()], i))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(log.high_watermark(), 20, "written is enough to be readable");
+            log.flush().await.unwrap();
+            drop(log);
+            let log = PartitionLog::open(dir, config).await.unwrap();
+            assert_eq!(all_bases(&log).await, (0..20).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn a_failed_write_fails_its_window_and_the_log() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                .await
+                .unwrap();
+            log.append(&batch(&[b"durable"], 1)).await.unwrap();
+            log.fail_writes.set(true);
+            let appends = (0..5).map(|i| {
+                let log = log.clone();
+                async move { log.append(&batch(&[b"lost"], i)).await }
+            });
+            for result in futures::future::join_all(appends).await {
+                assert!(matches!(result, Err(StorageError::Failed(_))), "{result:?}");
+            }
+            assert!(log.is_failed());
+            assert_eq!(
+                log.high_watermark(),
+                1,
+                "nothing of the failed window is visible"
+            );
+            log.wait_for_data(1).await; // released, not left hanging
+            log.fail_writes.set(false);
+            assert!(matches!(
+                log.append(&batch(&[b"x"], 1)).await,
+                Err(StorageError::Failed(_))
+            ));
+            assert!(matches!(log.flush().await, Err(StorageError::Failed(_))));
+            let slice = log.read(0, 1 << 20, true).await.unwrap().unwrap();
+            assert_eq!(
+                bases(&read_slice(&slice)),
+                vec![0],
+                "what was durable still reads"
+            );
+            drop(log);
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            assert_eq!(log.log_end_offset(), 1);
+            assert_eq!(log.append(&batch(&[b"x"], 1)).await.unwrap().base_offset, 1);
+        });
+    }
+
+    #[test]
+    fn delete_removes_the_partition_but_open_slices_keep_reading() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                .await
+                .unwrap();
+            log.append(&batch(&[b"keep me"], 1)).await.unwrap();
+            let slice = log.read(0, 1 << 20, true).await.unwrap().unwrap();
+            let waiter = {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.wait_for_data(1).await })
+            };
+            let other = log.clone();
+            log.delete().await.unwrap();
+            assert!(!dir.exists());
+            waiter.await; // a long poll is released, not left hanging
+            assert_eq!(
+                bases(&read_slice(&slice)),
+                vec![0],
+                "the fd outlives the files"
+            );
+            assert!(matches!(
+                other.append(&batch(&[b"x"], 1)).await,
+                Err(StorageError::Closed(_))
+            ));
+            assert!(matches!(
+                other.read(0, 100, true).await,
+                Err(StorageError::Closed(_))
+            ));
+        });
+    }
+}
