@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use futures::future::{select, Either};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 
 use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,11 +21,31 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
 /// Accept backlog per shard's listening socket (capped by the kernel's `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: i32 = 1024;
 
+/// A shard's listening socket.
+pub struct Listener {
+    inner: TcpListener,
+    /// The listener's descriptor, owned by `inner`; kept to stop listening at shutdown.
+    fd: RawFd,
+}
+
+impl Listener {
+    /// Takes the socket out of LISTEN at once. Dropping it is not enough: the pending io_uring
+    /// accept holds the socket open until the kernel tears the ring down, after the process
+    /// has exited, and meanwhile it would still complete handshakes, so a client connecting
+    /// to a restarted broker could land in the dead one's queue and be reset.
+    fn stop_listening(&self) {
+        // SAFETY: `fd` is owned by `inner`, which is alive; shutdown(2) touches no memory.
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) } != 0 {
+            tracing::debug!("shutdown of listener: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 /// Binds this shard's listening socket. SO_REUSEPORT lets every shard bind the same address
 /// (the kernel spreads connections); SO_REUSEADDR, which accepted sockets inherit, lets a
 /// restarted broker bind at once even while connections of a crashed one linger in
 /// FIN-WAIT-2 (Kafka sets it for the same reason).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -36,18 +56,24 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
+    let fd = socket.into_raw_fd();
     // SAFETY: the descriptor is a freshly made listening TCP socket whose ownership moves to
     // the glommio listener; nothing else holds it.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+    let inner = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok(Listener { inner, fd })
 }
 
 /// Accepts until shutdown begins.
-pub async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener, shutdown: Shutdown) {
+pub async fn accept_loop(ctx: Rc<ShardContext>, listener: Listener, shutdown: Shutdown) {
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
-        let accepted = match select(Box::pin(listener.accept()), Box::pin(shutdown.wait())).await {
+        let accept = Box::pin(listener.inner.accept());
+        let accepted = match select(accept, Box::pin(shutdown.wait())).await {
             Either::Left((accepted, _)) => accepted,
-            Either::Right(_) => return,
+            Either::Right(_) => {
+                listener.stop_listening();
+                return;
+            }
         };
         let stream = match accepted {
             Ok(stream) => stream,

@@ -65,7 +65,9 @@ impl Broker {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(self.addr).is_err() {
+        // Ready means answering, not merely connectable: a killed broker's listener lingers
+        // for a moment (until the kernel tears down its io_uring) and completes handshakes.
+        while !self.answers_api_versions() {
             assert!(
                 Instant::now() < deadline,
                 "broker did not start: {}",
@@ -73,6 +75,23 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn answers_api_versions(&self) -> bool {
+        let Ok(stream) = TcpStream::connect(self.addr) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let request = kafka_protocol::messages::ApiVersionsRequest::default();
+        Client::from_stream(stream)
+            .try_call::<_, kafka_protocol::messages::ApiVersionsResponse>(
+                ApiKey::ApiVersions,
+                0,
+                &request,
+            )
+            .is_some()
     }
 
     pub fn data_path(&self) -> PathBuf {
@@ -144,6 +163,13 @@ impl Drop for Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failed test is diagnosed from CI output alone: show what the broker said.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- broker log ---\n{}--- end of broker log ---",
+                self.log_text()
+            );
         }
     }
 }
