@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs everything the integration tests need, idempotently:
-#   apt:  kcat (librdkafka's CLI), python3-venv
+#   apt:  kcat (librdkafka's CLI); python3 + python3-venv and nodejs + npm only when missing
 #   .venv/: pytest, kafka-python, confluent-kafka (wheel with librdkafka and all codecs),
-#           and the codec libraries kafka-python uses
+#           and the codec libraries kafka-python uses (tests/integration/requirements.txt)
 #   tests/node/node_modules: kafkajs, from the committed package-lock.json
-# Safe to re-run: what is already installed is skipped.
+# Safe to re-run: what is already installed (and unchanged since) is skipped. Non-interactive,
+# with retries around every network step, because CI runs it on a fresh clone with no stdin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+export DEBIAN_FRONTEND=noninteractive
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+
 retry() {
     local n
-    for n in 1 2 3; do
+    for n in 1 2 3 4; do
         "$@" && return 0
         echo "attempt $n of '$*' failed; retrying" >&2
         sleep $((n * 5))
@@ -18,38 +23,49 @@ retry() {
     "$@"
 }
 
+apt_updated=""
 apt_install() {
-    local missing=()
+    local missing=() pkg
     for pkg in "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    retry $sudo apt-get update -qq
-    retry $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if [ -z "$apt_updated" ]; then
+        retry $sudo apt-get update -qq
+        apt_updated=1
+    fi
+    retry $sudo apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
-apt_install kcat python3-venv
+# kcat: from Debian (bookworm packages it as `kcat`).
+command -v kcat >/dev/null || apt_install kcat
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+# Python 3 with venv support.
+command -v python3 >/dev/null || apt_install python3 python3-venv python3-pip
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+    rm -rf .venv
+    if ! python3 -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        apt_install python3-venv
+        python3 -m venv .venv
+    fi
 fi
 requirements=tests/integration/requirements.txt
 stamp=.venv/.requirements.sha256
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    retry .venv/bin/pip install -q -r "$requirements"
+    retry .venv/bin/pip install -q --disable-pip-version-check --no-input -r "$requirements"
     echo "$want" >"$stamp"
 fi
 
-if command -v npm >/dev/null; then
-    if [ ! -d tests/node/node_modules/kafkajs ]; then
-        (cd tests/node && retry npm ci --no-audit --no-fund --loglevel=error)
-    fi
-else
-    echo "npm is not installed: the KafkaJS tests need Node.js 18+ and npm" >&2
-    exit 1
+# Node.js and KafkaJS (pinned by the committed lock file; node_modules is never committed).
+command -v npm >/dev/null || apt_install nodejs npm
+node_stamp=tests/node/node_modules/.package-lock.sha256
+want=$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)
+if [ ! -d tests/node/node_modules/kafkajs ] || [ "$(cat "$node_stamp" 2>/dev/null)" != "$want" ]; then
+    (cd tests/node && retry npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$node_stamp"
 fi
-echo "test dependencies installed"
+
+echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version)"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, checks formatting and lints, runs the
-# unit and integration tests (Rust), then drives the real broker binary with kcat,
+# unit and integration tests (Rust), builds the release binary, then drives it with kcat,
 # kafka-python, confluent-kafka and KafkaJS (pytest). Exits non-zero on any failure.
+#
+#   bash scripts/test.sh                 # everything (what CI runs through .ci/run)
+#   bash scripts/test.sh -k kcat -x      # extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s  [%s]\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
@@ -23,4 +26,5 @@ step "cargo build --release"
 cargo build --release --bin weir
 
 step "client integration tests (kcat, kafka-python, confluent-kafka, KafkaJS)"
-.venv/bin/pytest -v tests/integration
+# Each test has its own timeout (tests/integration/pytest.ini); this bounds the whole run.
+timeout --kill-after=30 1500 .venv/bin/pytest -v -p no:cacheprovider tests/integration "$@"

@@ -92,8 +92,8 @@ async fn look_up_all(ctx: Rc<ShardContext>, lookups: Vec<Lookup>) -> Vec<Found> 
             // does not track it yet, so it answers "none", as Kafka does for an empty log.
             MAX_TIMESTAMP => Ok((-1, -1)),
             timestamp if timestamp < 0 => Err(ResponseError::InvalidRequest),
-            timestamp => match log.offset_for_timestamp(timestamp).await {
-                Ok(Some((offset, ts))) => Ok((offset, ts)),
+            timestamp => match log.batch_for_timestamp(timestamp).await {
+                Ok(Some(batch)) => Ok(record_at_or_after(&batch, timestamp)),
                 Ok(None) => Ok((-1, -1)),
                 Err(e) => {
                     tracing::error!(
@@ -108,6 +108,31 @@ async fn look_up_all(ctx: Rc<ShardContext>, lookups: Vec<Lookup>) -> Vec<Found> 
         found.push((lookup.slot, result));
     }
     found
+}
+
+/// Kafka answers a lookup by time with the first record whose timestamp reaches it, which
+/// may sit inside a batch (even a compressed one): decode the batch and look. A batch that
+/// does not decode (it passed the CRC, so only an unsupported codec could do that) answers
+/// with its first offset and max timestamp, which is where a consumer would start anyway.
+fn record_at_or_after(batch: &[u8], timestamp: i64) -> (i64, i64) {
+    let header = weir_storage::batch::parse_header(batch).ok();
+    let fallback = header.map_or((-1, -1), |h| (h.base_offset, h.max_timestamp));
+    let mut bytes = bytes::Bytes::copy_from_slice(batch);
+    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) else {
+        return fallback;
+    };
+    let log_append_time = set
+        .records
+        .first()
+        .is_some_and(|r| r.timestamp_type == kafka_protocol::records::TimestampType::LogAppend);
+    if log_append_time {
+        // Every record of a LogAppendTime batch carries the batch's time.
+        return fallback;
+    }
+    set.records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map_or(fallback, |r| (r.offset, r.timestamp))
 }
 
 /// leader_epoch exists from v4; kafka-protocol rejects it set in older versions.

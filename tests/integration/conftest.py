@@ -5,14 +5,16 @@ gets a free port on 127.0.0.1, a fresh data dir and two shards, so partitions an
 connections really cross shards.
 """
 
-import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import time
 
 import pytest
+
+import wire
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = ROOT / "target" / "release" / "weir"
@@ -27,7 +29,10 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), standard_flags=True):
+        """`standard_flags` False passes only `extra_args` (e.g. a --config file that sets
+        the listen address and data dir itself); the port is still chosen here."""
+        self.standard_flags = standard_flags
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.data_dir = pathlib.Path(data_dir)
@@ -35,24 +40,41 @@ class Broker:
         self.extra_args = list(extra_args)
         self.process = None
 
+    def argv(self):
+        standard = []
+        if self.standard_flags:
+            # A flag given in extra_args replaces the standard one (the CLI takes each once).
+            for flag, value in (("--listen", self.bootstrap), ("--data-dir", str(self.data_dir)), ("--smp", "2")):
+                if flag not in self.extra_args:
+                    standard += [flag, value]
+        return [str(BINARY), *standard, *self.extra_args]
+
     def start(self):
         assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --release` (scripts/test.sh does)"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BINARY), "--listen", self.bootstrap, "--data-dir", str(self.data_dir), "--smp", "2", *self.extra_args],
+            self.argv(),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
+        log.close()  # the child holds its own descriptor
+        # Ready means answering Kafka requests, not merely accepting connections.
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
-                raise AssertionError(f"broker exited with {self.process.returncode}:\n{self.log()}")
+                code = self.process.returncode
+                self.process = None
+                raise AssertionError(f"broker exited with {code}:\n{self.log()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                error_code, apis = wire.api_versions(self.bootstrap, timeout_s=2)
+                assert error_code == 0 and wire.API_PRODUCE in apis, (error_code, apis)
                 return
-            except OSError:
+            except (OSError, ConnectionError):
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"broker did not start:\n{self.log()}")
+                    self.process.kill()
+                    self.process.wait()
+                    self.process = None
+                    raise AssertionError(f"broker did not answer ApiVersions in {START_TIMEOUT_S} s:\n{self.log()}")
                 time.sleep(0.05)
 
     def stop(self, sig=signal.SIGTERM):
@@ -75,6 +97,12 @@ class Broker:
         self.stop(signal.SIGKILL)
         self.start()
 
+    def kill(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
     def log(self):
         try:
             return self.log_path.read_text(errors="replace")[-20000:]
@@ -87,26 +115,42 @@ def broker(tmp_path):
     b = Broker(tmp_path / "data")
     b.start()
     yield b
-    if b.process is not None:
-        b.process.kill()
-        b.process.wait()
+    b.kill()
 
 
 @pytest.fixture
 def broker_factory(tmp_path):
     started = []
 
-    def make(*extra_args):
-        b = Broker(tmp_path / f"data-{len(started)}", extra_args)
-        b.start()
+    def make(*extra_args, data_dir=None, start=True, standard_flags=True):
+        b = Broker(data_dir or tmp_path / f"data-{len(started)}", extra_args, standard_flags)
         started.append(b)
+        if start:
+            b.start()
         return b
 
+    make.started = started
     yield make
     for b in started:
-        if b.process is not None:
-            b.process.kill()
-            b.process.wait()
+        b.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clients_installed():
+    """Every client the suite drives must be there: a missing one fails, never skips."""
+    missing = []
+    for module in ("kafka", "confluent_kafka", "snappy", "lz4", "zstandard"):
+        try:
+            __import__(module)
+        except ImportError as e:
+            missing.append(f"python module {module} ({e})")
+    for tool in ("kcat", "node"):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} on PATH")
+    if not (ROOT / "tests" / "node" / "node_modules" / "kafkajs").is_dir():
+        missing.append("tests/node/node_modules/kafkajs")
+    assert not missing, "run scripts/install-test-deps.sh; missing: " + ", ".join(missing)
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --release` (scripts/test.sh does)"
 
 
 def pytest_runtest_makereport(item, call):
@@ -115,3 +159,6 @@ def pytest_runtest_makereport(item, call):
         b = item.funcargs.get("broker")
         if b is not None:
             item.add_report_section("call", "broker log", b.log())
+        factory = item.funcargs.get("broker_factory")
+        for i, b in enumerate(getattr(factory, "started", [])):
+            item.add_report_section("call", f"broker log {i}", b.log())

@@ -43,3 +43,22 @@ def consume_all(bootstrap, topic, partitions, expected, timeout_s=60, **config):
     finally:
         consumer.close()
     return out
+
+
+def high_watermarks(bootstrap, topic, partitions, timeout_s=15):
+    """The latest offset (high watermark) of each partition, by ListOffsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-test-assign", "enable.auto.commit": False})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+def consume_to_end(bootstrap, topic, partitions, timeout_s=60):
+    """Everything stored in `topic` right now: reads up to each partition's high watermark."""
+    total = sum(high_watermarks(bootstrap, topic, partitions))
+    out = consume_all(bootstrap, topic, partitions, total, timeout_s)
+    assert len(out) == total, f"read {len(out)} of the {total} stored messages"
+    return out

@@ -19,6 +19,8 @@ def test_kafkajs_admin_and_producer(broker):
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["created"] is True and seen["again"] is False, "second create reports the topic exists"
     assert seen["listed"] and seen["partitions"] == 3 and seen["scratchDeleted"]
+    assert seen["validateOnly"] is True and seen["validatedListed"] is False, "validateOnly creates nothing"
+    assert sorted((o["partition"], int(o["offset"])) for o in seen["byTime"]) == [(0, 0), (1, 0), (2, 0)]
     assert sorted((o["partition"], int(o["low"]), int(o["high"])) for o in seen["offsets"]) == [
         (0, 0, 68), (1, 0, 66), (2, 0, 66)  # two sends of 100 with partition = i % 3
     ]

@@ -59,3 +59,21 @@ def test_every_codec_is_stored_and_served_as_produced(broker, codec):
     kcat(broker.bootstrap, "-P", "-t", topic, "-z", codec, "-X", "linger.ms=50", input_bytes=b"\n".join(values) + b"\n")
     out = kcat(broker.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q")
     assert out.split(b"\n")[:-1] == values
+
+
+@pytest.mark.parametrize("acks", ["0", "1", "all"])
+def test_every_acks_setting_appends_in_order(broker, acks):
+    topic = create_topic(broker.bootstrap, unique_topic(f"kacks{acks}"))
+    values = [f"acks{acks}-{i}".encode() for i in range(5000)]
+    kcat(broker.bootstrap, "-P", "-t", topic, "-p", "0", "-X", f"acks={acks}", input_bytes=b"\n".join(values) + b"\n")
+    out = kcat(broker.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o %s\n")
+    assert out.decode().splitlines() == [f"{i} {v.decode()}" for i, v in enumerate(values)]
+
+
+def test_consume_from_an_offset_and_a_count(broker):
+    topic = create_topic(broker.bootstrap, unique_topic("window"))
+    kcat(broker.bootstrap, "-P", "-t", topic, input_bytes=b"".join(f"m{i}\n".encode() for i in range(100)))
+    out = kcat(broker.bootstrap, "-C", "-t", topic, "-o", "40", "-c", "10", "-e", "-q", "-f", "%o:%s\n")
+    assert out.decode().splitlines() == [f"{i}:m{i}" for i in range(40, 50)]
+    out = kcat(broker.bootstrap, "-C", "-t", topic, "-o", "-5", "-e", "-q", "-f", "%o:%s\n")
+    assert out.decode().splitlines() == [f"{i}:m{i}" for i in range(95, 100)]

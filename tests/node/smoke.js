@@ -9,6 +9,9 @@ async function main() {
   const kafka = new Kafka({ clientId: 'weir-kafkajs-test', brokers: [bootstrap], logLevel: logLevel.ERROR });
   const admin = kafka.admin();
   await admin.connect();
+  const validated = `${topic}-validated`;
+  // waitForLeaders off: KafkaJS would otherwise wait for metadata of a topic that, rightly, does not exist.
+  const validateOnly = await admin.createTopics({ validateOnly: true, waitForLeaders: false, topics: [{ topic: validated, numPartitions: 2 }] });
   const created = await admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
   const again = await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] });
   const topics = await admin.listTopics();
@@ -32,6 +35,8 @@ async function main() {
   await producer.disconnect();
 
   const offsets = await admin.fetchTopicOffsets(topic);
+  // Every message carries a create time of "now", so a timestamp far in the past finds offset 0.
+  const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, 1000);
   const scratch = `${topic}-scratch`;
   await admin.createTopics({ topics: [{ topic: scratch }] });
   await admin.deleteTopics({ topics: [scratch] });
@@ -39,7 +44,9 @@ async function main() {
   await admin.disconnect();
 
   console.log(JSON.stringify({
+    validateOnly, validatedListed: topics.includes(validated),
     created, again, listed: topics.includes(topic),
+    byTime: byTime.map((o) => ({ partition: o.partition, offset: o.offset })),
     partitions: metadata.topics[0].partitions.length,
     acked: plain.length + gzip.length,
     offsets: offsets.map((o) => ({ partition: o.partition, high: o.high, low: o.low })),

@@ -101,6 +101,33 @@ impl PartitionLog {
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self
+            .find_timestamp_batch(timestamp)
+            .await?
+            .map(|(_, _, header)| (header.base_offset, header.max_timestamp)))
+    }
+
+    /// The whole first batch reaching `timestamp`, for a caller that looks inside it for the
+    /// first record at or after the time (Kafka answers with that record, not the batch).
+    pub async fn batch_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some((files, position, header)) = self.find_timestamp_batch(timestamp).await? else {
+            return Ok(None);
+        };
+        let bytes = files
+            .log
+            .read_at(position, header.batch_len)
+            .await
+            .map_err(StorageError::glommio("reading", &files.log_path))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    async fn find_timestamp_batch(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(std::rc::Rc<SegmentFiles>, u64, BatchHeader)>, StorageError> {
         let target = {
             let state = self.state.borrow();
             if state.closed {
@@ -128,7 +155,7 @@ impl PartitionLog {
         while position < end {
             let header = read_header(&files, position).await?;
             if header.max_timestamp >= timestamp {
-                return Ok(Some((header.base_offset, header.max_timestamp)));
+                return Ok(Some((files, position, header)));
             }
             position += header.batch_len as u64;
         }
