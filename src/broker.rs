@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use weir_shard::{Receivers, Shard, ShardsConfig};
 
 use crate::config::Config;
+use crate::group::coordinator::GroupCoordinator;
 use crate::metadata::image::new_cluster_id;
 use crate::metadata::{snapshot, topic_config, MetadataImage};
 use crate::server::listener;
@@ -47,12 +48,15 @@ const PORT_RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// is ours. A process killed with SIGKILL keeps its listening socket alive for a moment after
 /// it is reaped, while the kernel tears down its io_uring (pending accepts hold the socket),
 /// so a busy port is retried briefly before giving up.
+///
+/// The probe binds without listening: a listening probe would accept (and then reset) a
+/// client's connection that arrived in the instant it existed.
 fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
     let mut logged = false;
     loop {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => return Ok(()),
+        match bind_probe(addr) {
+            Ok(()) => return Ok(()),
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
                     && std::time::Instant::now() < deadline =>
@@ -69,6 +73,17 @@ fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Binds (SO_REUSEADDR, as the shards' listeners do, so TIME_WAIT does not count) and drops.
+fn bind_probe(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 /// Loads the metadata image, creating it on a fresh data dir and re-homing partitions whose
@@ -167,6 +182,16 @@ async fn shard_main(
             format!("shard {}: recovering partitions: {e}", shard.id()),
         );
     }
+    match crate::group::load::load_groups(&ctx).await {
+        Ok(groups) => ctx.groups.install(groups),
+        Err(e) => {
+            return abort_startup(
+                &shutdown,
+                format!("shard {}: loading consumer groups: {e:#}", shard.id()),
+            )
+        }
+    }
+    let timers = glommio::spawn_local(GroupCoordinator::run_timers(ctx.clone()));
     let listener = match listener::bind(config.listen) {
         Ok(listener) => listener,
         Err(e) => {
@@ -191,6 +216,8 @@ async fn shard_main(
         );
     }
     listener::accept_loop(ctx.clone(), listener, shutdown).await;
+    // Dropping a glommio task cancels it: no group timer fires during the final flush.
+    drop(timers);
     for log in ctx.all_partitions() {
         if let Err(e) = log.flush().await {
             tracing::error!("shard {}: flushing on shutdown: {e}", shard.id());

@@ -64,6 +64,21 @@ pub struct Flags {
     /// Largest request frame accepted, in bytes [default: 104857600].
     #[arg(long)]
     pub socket_request_max_bytes: Option<u32>,
+    /// How long the first rebalance of an empty group waits for more members [default: 3000].
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Shortest session timeout a group member may ask for [default: 6000].
+    #[arg(long)]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Longest session timeout a group member may ask for [default: 1800000].
+    #[arg(long)]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// Partitions of __consumer_offsets, used when it is created [default: 50].
+    #[arg(long)]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// Committed offsets of a group empty this long are deleted [default: 10080].
+    #[arg(long)]
+    pub offsets_retention_minutes: Option<u64>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -78,6 +93,11 @@ pub struct FileConfig {
     pub auto_create_topics_enable: Option<bool>,
     pub num_partitions: Option<i32>,
     pub socket_request_max_bytes: Option<u32>,
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    pub group_min_session_timeout_ms: Option<i32>,
+    pub group_max_session_timeout_ms: Option<i32>,
+    pub offsets_topic_num_partitions: Option<i32>,
+    pub offsets_retention_minutes: Option<u64>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -92,6 +112,11 @@ pub struct Config {
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub socket_request_max_bytes: u32,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_minutes: u64,
 }
 
 impl Config {
@@ -136,7 +161,44 @@ impl Config {
                 reason: format!("{socket_request_max_bytes} is below 1024"),
             });
         }
+        let group_min_session_timeout_ms = flags
+            .group_min_session_timeout_ms
+            .or(file.group_min_session_timeout_ms)
+            .unwrap_or(6_000);
+        let group_max_session_timeout_ms = flags
+            .group_max_session_timeout_ms
+            .or(file.group_max_session_timeout_ms)
+            .unwrap_or(1_800_000);
+        if group_min_session_timeout_ms < 1
+            || group_max_session_timeout_ms < group_min_session_timeout_ms
+        {
+            return Err(ConfigError::Invalid {
+                field: "group_min_session_timeout_ms",
+                reason: format!("need 1 <= min ({group_min_session_timeout_ms}) <= max ({group_max_session_timeout_ms})"),
+            });
+        }
+        let offsets_topic_num_partitions = flags
+            .offsets_topic_num_partitions
+            .or(file.offsets_topic_num_partitions)
+            .unwrap_or(50);
+        if !(1..=10_000).contains(&offsets_topic_num_partitions) {
+            return Err(ConfigError::Invalid {
+                field: "offsets_topic_num_partitions",
+                reason: format!("{offsets_topic_num_partitions} is not in 1..=10000"),
+            });
+        }
         Ok(Config {
+            group_initial_rebalance_delay_ms: flags
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms)
+                .unwrap_or(3_000),
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            offsets_topic_num_partitions,
+            offsets_retention_minutes: flags
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes)
+                .unwrap_or(7 * 24 * 60),
             listen,
             advertised_host,
             advertised_port,

@@ -17,7 +17,7 @@ pub fn request_frame(data: &[u8]) {
         let _ = frame::frame_len(prefix, crate::config::SOCKET_REQUEST_MAX_BYTES_DEFAULT);
     }
     match api::parse_header(Bytes::copy_from_slice(data)) {
-        Ok((request, body)) => {
+        Ok((request, _client_id, body)) => {
             let _ = api::decode_body(&request, body);
         }
         Err(DispatchError::Respond(_)) | Err(DispatchError::Close(_)) => {}

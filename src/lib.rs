@@ -8,6 +8,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod fuzzing;
+pub mod group;
 pub mod metadata;
 pub mod server;
 pub mod shard_context;

@@ -11,6 +11,8 @@ use weir_shard::Shard;
 use weir_storage::{LogConfig, PartitionLog, StorageError};
 
 use crate::config::Config;
+use crate::group::coordinator::GroupCoordinator;
+use crate::group::GroupConfig;
 use crate::metadata::controller::Controller;
 use crate::metadata::MetadataImage;
 
@@ -25,6 +27,8 @@ pub struct ShardContext {
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
     /// Present on shard 0 only: the one place metadata changes are decided.
     pub controller: Option<Controller>,
+    /// The consumer groups whose `__consumer_offsets` partition this shard owns.
+    pub groups: GroupCoordinator,
 }
 
 impl ShardContext {
@@ -36,6 +40,7 @@ impl ShardContext {
         let controller = (shard.id() == 0).then(Controller::new);
         ShardContext {
             shard,
+            groups: GroupCoordinator::new(GroupConfig::from_config(&config)),
             config,
             topic_ids: RefCell::new(index_topic_ids(&image)),
             image: RefCell::new(image),

@@ -85,7 +85,13 @@ async fn auto_create(ctx: &Rc<ShardContext>, names: &[String]) {
     let image = ctx.image();
     let missing: Vec<NewTopic> = names
         .iter()
-        .filter(|n| image.topic(n).is_none() && topic_name::validate(n).is_ok())
+        // `__consumer_offsets` is made by FindCoordinator, with its own partition count and
+        // compaction, never as an ordinary auto-created topic.
+        .filter(|n| {
+            image.topic(n).is_none()
+                && topic_name::validate(n).is_ok()
+                && n.as_str() != crate::group::OFFSETS_TOPIC
+        })
         .map(|n| NewTopic {
             name: n.clone(),
             num_partitions: -1,

@@ -6,14 +6,26 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod fetch_response;
+pub mod find_coordinator;
+pub mod group_route;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +51,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -84,20 +107,39 @@ impl RequestContext {
     }
 }
 
-/// Reads the request header and returns the future that answers the request.
-pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<Handler, DispatchError> {
-    let (request, body) = parse_header(frame)?;
+/// Who sent a request: what group members are described with (DescribeGroups shows both).
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub host: String,
+}
+
+/// Reads the request header and returns the future that answers the request. `peer` is the
+/// connection's remote address, as Kafka shows it (`/127.0.0.1`).
+pub fn dispatch(
+    ctx: &Rc<ShardContext>,
+    frame: Bytes,
+    peer: &Rc<str>,
+) -> Result<Handler, DispatchError> {
+    let (request, client_id, body) = parse_header(frame)?;
     tracing::trace!(api = ?request.api_key, version = request.version, correlation_id = request.correlation_id, "request");
     let ctx = ctx.clone();
+    let peer = peer.clone();
     Ok(Box::pin(async move {
         let decoded = decode_body(&request, body)?;
-        handle(ctx, request, decoded).await
+        let client = || ClientInfo {
+            client_id: client_id.as_deref().unwrap_or_default().to_owned(),
+            host: peer.to_string(),
+        };
+        handle(ctx, request, decoded, client).await
     }))
 }
 
 /// Checks the API and version and decodes the request header; returns the body bytes.
 /// Pure, so the fuzz targets drive exactly what the server runs.
-pub fn parse_header(frame: Bytes) -> Result<(RequestContext, Bytes), DispatchError> {
+pub fn parse_header(
+    frame: Bytes,
+) -> Result<(RequestContext, Option<StrBytes>, Bytes), DispatchError> {
     if frame.len() < 8 {
         return Err(DispatchError::Close(format!(
             "{}-byte request is too short for a header",
@@ -125,7 +167,7 @@ pub fn parse_header(frame: Bytes) -> Result<(RequestContext, Bytes), DispatchErr
         )));
     }
     let mut body = frame;
-    RequestHeader::decode(&mut body, key.request_header_version(version))
+    let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| DispatchError::Close(format!("bad {key:?} v{version} request header: {e}")))?;
     Ok((
         RequestContext {
@@ -133,6 +175,7 @@ pub fn parse_header(frame: Bytes) -> Result<(RequestContext, Bytes), DispatchErr
             version,
             correlation_id,
         },
+        header.client_id,
         body,
     ))
 }
@@ -151,7 +194,12 @@ pub fn decode_body(
     })
 }
 
-async fn handle(ctx: Rc<ShardContext>, request: RequestContext, decoded: RequestKind) -> Answer {
+async fn handle(
+    ctx: Rc<ShardContext>,
+    request: RequestContext,
+    decoded: RequestKind,
+    client: impl FnOnce() -> ClientInfo,
+) -> Answer {
     match decoded {
         RequestKind::Produce(r) => produce::handle(&ctx, request, r).await,
         RequestKind::Fetch(r) => fetch::handle(&ctx, request, r).await,
@@ -162,6 +210,17 @@ async fn handle(ctx: Rc<ShardContext>, request: RequestContext, decoded: Request
         RequestKind::DeleteTopics(r) => delete_topics::handle(&ctx, request, r).await,
         RequestKind::DescribeConfigs(r) => describe_configs::handle(&ctx, request, r),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(&ctx, request, r),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(&ctx, request, r).await,
+        RequestKind::JoinGroup(r) => join_group::handle(&ctx, request, r, client()).await,
+        RequestKind::SyncGroup(r) => sync_group::handle(&ctx, request, r).await,
+        RequestKind::Heartbeat(r) => heartbeat::handle(&ctx, request, r).await,
+        RequestKind::LeaveGroup(r) => leave_group::handle(&ctx, request, r).await,
+        RequestKind::OffsetCommit(r) => offset_commit::handle(&ctx, request, r).await,
+        RequestKind::OffsetFetch(r) => offset_fetch::handle(&ctx, request, r).await,
+        RequestKind::DescribeGroups(r) => describe_groups::handle(&ctx, request, r).await,
+        RequestKind::ListGroups(r) => list_groups::handle(&ctx, request, r).await,
+        RequestKind::DeleteGroups(r) => delete_groups::handle(&ctx, request, r).await,
+        RequestKind::OffsetDelete(r) => offset_delete::handle(&ctx, request, r).await,
         // dispatch() admits only SUPPORTED_APIS, each of which has an arm above.
         _ => Err(anyhow::anyhow!("no handler for {:?}", request.api_key)),
     }

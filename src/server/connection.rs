@@ -40,12 +40,17 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
         tracing::warn!("{peer}: preparing socket: {e}");
         return;
     }
+    // Kafka shows a member's host as "/" + its IP (DescribeGroups' client_host).
+    let host: Rc<str> = stream
+        .peer_addr()
+        .map_or_else(|_| "/unknown".into(), |a| format!("/{}", a.ip()).into());
     let fd = stream.as_raw_fd();
     let (read_half, write_half) = stream.split();
     let (queue, answers) = local_channel::new_bounded(IN_FLIGHT_REQUESTS_MAX);
     let writer = glommio::spawn_local(write_answers(write_half, fd, answers));
     let reader = read_requests(
         &ctx,
+        host,
         BufReader::with_capacity(READ_BUFFER_BYTES, read_half),
         queue,
     );
@@ -84,6 +89,7 @@ fn prepare_socket(stream: &TcpStream) -> std::io::Result<()> {
 
 async fn read_requests(
     ctx: &Rc<ShardContext>,
+    host: Rc<str>,
     mut reader: BufReader<ReadHalf<TcpStream>>,
     queue: LocalSender<JoinHandle<Answer>>,
 ) -> Result<(), anyhow::Error> {
@@ -97,7 +103,7 @@ async fn read_requests(
             }
             Err(e) => return Err(e.into()),
         };
-        let answer = match api::dispatch(ctx, frame) {
+        let answer = match api::dispatch(ctx, frame, &host) {
             Ok(handler) => glommio::spawn_local(handler).detach(),
             Err(DispatchError::Respond(response)) => {
                 glommio::spawn_local(async move { Ok(Some(response)) }).detach()
