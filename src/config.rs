@@ -79,6 +79,9 @@ pub struct Flags {
     /// Committed offsets of a group empty this long are deleted [default: 10080].
     #[arg(long)]
     pub offsets_retention_minutes: Option<u64>,
+    /// How often old segments are deleted by retention.ms / retention.bytes [default: 300000].
+    #[arg(long)]
+    pub log_retention_check_interval_ms: Option<u64>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -98,6 +101,7 @@ pub struct FileConfig {
     pub group_max_session_timeout_ms: Option<i32>,
     pub offsets_topic_num_partitions: Option<i32>,
     pub offsets_retention_minutes: Option<u64>,
+    pub log_retention_check_interval_ms: Option<u64>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -117,6 +121,7 @@ pub struct Config {
     pub group_max_session_timeout_ms: i32,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: u64,
+    pub log_retention_check_interval_ms: u64,
 }
 
 impl Config {
@@ -188,6 +193,10 @@ impl Config {
             });
         }
         Ok(Config {
+            log_retention_check_interval_ms: flags
+                .log_retention_check_interval_ms
+                .or(file.log_retention_check_interval_ms)
+                .unwrap_or(300_000),
             group_initial_rebalance_delay_ms: flags
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms)

@@ -10,6 +10,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod group;
 pub mod metadata;
+pub mod retention;
 pub mod server;
 pub mod shard_context;
 pub mod shutdown;

@@ -121,6 +121,18 @@ impl ShardContext {
         }
     }
 
+    /// (topic, partition, log) of every partition this shard owns.
+    pub fn owned_partitions(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .flat_map(|(topic, logs)| {
+                logs.iter()
+                    .map(|(&partition, log)| (topic.clone(), partition, log.clone()))
+            })
+            .collect()
+    }
+
     /// Every log this shard owns, for shutdown.
     pub fn all_partitions(&self) -> Vec<Rc<PartitionLog>> {
         self.partitions

@@ -7,6 +7,7 @@
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -62,6 +63,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -221,6 +223,7 @@ async fn handle(
         RequestKind::ListGroups(r) => list_groups::handle(&ctx, request, r).await,
         RequestKind::DeleteGroups(r) => delete_groups::handle(&ctx, request, r).await,
         RequestKind::OffsetDelete(r) => offset_delete::handle(&ctx, request, r).await,
+        RequestKind::DeleteRecords(r) => delete_records::handle(&ctx, request, r).await,
         // dispatch() admits only SUPPORTED_APIS, each of which has an arm above.
         _ => Err(anyhow::anyhow!("no handler for {:?}", request.api_key)),
     }

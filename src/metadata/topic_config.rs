@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use weir_storage::LogConfig;
+use weir_storage::{LogConfig, RetentionPolicy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigType {
@@ -173,6 +173,26 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
         .get("max.message.bytes")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_048_588)
+}
+
+/// `retention.ms` / `retention.bytes` of a topic whose `cleanup.policy` deletes old data;
+/// None for a compact-only topic (its old data is compacted, never deleted by age or size).
+pub fn retention_policy(overrides: &BTreeMap<String, String>) -> Option<RetentionPolicy> {
+    let value = |name: &str| -> i64 {
+        let def = find(name).expect("retention configs are in the table");
+        effective(overrides, def).parse().unwrap_or(-1)
+    };
+    let policy = find("cleanup.policy").expect("cleanup.policy is in the table");
+    if !effective(overrides, policy)
+        .split(',')
+        .any(|p| p.trim() == "delete")
+    {
+        return None;
+    }
+    Some(RetentionPolicy {
+        retention_ms: Some(value("retention.ms")).filter(|&ms| ms >= 0),
+        retention_bytes: u64::try_from(value("retention.bytes")).ok(),
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,6 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{
-    AppendOutcome, FileSlice, LogConfig, PartitionLog, INDEX_INTERVAL_BYTES_DEFAULT,
-    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
+    AppendOutcome, FileSlice, LogConfig, PartitionLog, RetentionPolicy,
+    INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
 };

@@ -217,7 +217,7 @@ impl PartitionLog {
     }
 
     /// The files of a segment, creating them on first write (after a roll).
-    async fn segment_files(&self, base: i64) -> Result<Rc<SegmentFiles>, StorageError> {
+    pub(super) async fn segment_files(&self, base: i64) -> Result<Rc<SegmentFiles>, StorageError> {
         let (existing, previous) = {
             let state = self.state.borrow();
             let i = state

@@ -18,7 +18,10 @@
 mod append;
 mod read;
 mod recovery;
+mod retention;
 mod wait;
+
+pub use retention::RetentionPolicy;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};

@@ -50,7 +50,15 @@ impl PartitionLog {
             active.files = Some(Rc::new(SegmentFiles::open(&dir, 0).await?));
             segments.push(active);
         }
-        Ok(PartitionLog::new(dir, config, segments))
+        let checkpoint = super::retention::read_log_start_checkpoint(&dir)?;
+        let log = PartitionLog::new(dir, config, segments);
+        if let Some(start) = checkpoint {
+            // DeleteRecords moved the start past the first segment's base. Never past the
+            // end: recovery may have cut a torn tail the checkpoint was taken beyond.
+            let mut state = log.state.borrow_mut();
+            state.log_start_offset = start.max(state.log_start_offset).min(state.log_end_offset);
+        }
+        Ok(log)
     }
 }
 
