@@ -25,10 +25,16 @@ struct AppendJob {
     topic: String,
     partition: i32,
     records: Bytes,
+    /// The topic's `message.timestamp.type` is LogAppendTime: the owner stamps its clock.
+    log_append_time: bool,
 }
 
+/// Where an append landed: base offset, log start offset, and the broker's append time for a
+/// LogAppendTime topic (else -1).
+type Appended = (i64, i64, i64);
+
 /// The owner's answer for one partition.
-type AppendAnswer = ((usize, usize), Result<(i64, i64), ResponseError>);
+type AppendAnswer = ((usize, usize), Result<Appended, ResponseError>);
 
 pub async fn handle(
     ctx: &Rc<ShardContext>,
@@ -68,6 +74,8 @@ pub async fn handle(
                         topic: name.clone(),
                         partition: data.index,
                         records,
+                        log_append_time: meta
+                            .is_some_and(|m| topic_config::log_append_time(&m.configs)),
                     },
                 )),
                 Err(error) => {
@@ -131,14 +139,21 @@ fn batch_lengths(records: &[u8]) -> impl Iterator<Item = usize> + '_ {
 
 /// Runs on the owner shard: appends every job concurrently; each completes once durable.
 async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAnswer> {
+    // One clock reading per request, as Kafka stamps one time per produce request.
+    let now = crate::group::now_ms();
     let appends = jobs.into_iter().map(|job| {
         let log = ctx.partition(&job.topic, job.partition);
         async move {
             let Some(log) = log else {
                 return (job.slot, Err(ResponseError::NotLeaderOrFollower));
             };
-            let result = match log.append(&job.records).await {
-                Ok(outcome) => Ok((outcome.base_offset, log.log_start_offset())),
+            let append_time = job.log_append_time.then_some(now);
+            let result = match log.append_with_time(&job.records, append_time).await {
+                Ok(outcome) => Ok((
+                    outcome.base_offset,
+                    log.log_start_offset(),
+                    append_time.unwrap_or(-1),
+                )),
                 Err(StorageError::Batch(e)) if e.is_corrupt() => Err(ResponseError::CorruptMessage),
                 Err(StorageError::Batch(_)) => Err(ResponseError::InvalidRecord),
                 Err(e) => {
@@ -155,15 +170,16 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
 /// log_start_offset exists from v5; kafka-protocol rejects it set in older versions.
 fn partition_response(
     index: i32,
-    result: Result<(i64, i64), ResponseError>,
+    result: Result<Appended, ResponseError>,
     version: i16,
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(index)
         .with_log_append_time_ms(-1);
     match result {
-        Ok((base_offset, log_start_offset)) => response
+        Ok((base_offset, log_start_offset, append_time)) => response
             .with_base_offset(base_offset)
+            .with_log_append_time_ms(append_time)
             .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 }),
         Err(error) => response
             .with_error_code(error.code())

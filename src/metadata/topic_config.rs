@@ -175,6 +175,14 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
         .unwrap_or(1_048_588)
 }
 
+/// Whether the broker stamps its own time on appended batches
+/// (`message.timestamp.type=LogAppendTime`).
+pub fn log_append_time(overrides: &BTreeMap<String, String>) -> bool {
+    overrides
+        .get("message.timestamp.type")
+        .is_some_and(|t| t == "LogAppendTime")
+}
+
 /// `retention.ms` / `retention.bytes` of a topic whose `cleanup.policy` deletes old data;
 /// None for a compact-only topic (its old data is compacted, never deleted by age or size).
 pub fn retention_policy(overrides: &BTreeMap<String, String>) -> Option<RetentionPolicy> {

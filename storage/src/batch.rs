@@ -336,6 +336,23 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// The attributes bit saying the batch's max timestamp is the broker's append time.
+const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+const MAX_TIMESTAMP_AT: usize = 35;
+
+/// Marks a batch as `LogAppendTime` with the broker's clock (topic config
+/// `message.timestamp.type=LogAppendTime`): sets the timestamp-type attribute and the max
+/// timestamp, which consumers then use for every record, and recomputes the CRC, which
+/// covers both. The records keep the producer's timestamps, as on Kafka.
+pub fn stamp_log_append_time(batch: &mut [u8], timestamp: i64) {
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
+        .copy_from_slice(&(attributes | LOG_APPEND_TIME_FLAG).to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

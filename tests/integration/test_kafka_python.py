@@ -292,3 +292,22 @@ def test_invalid_topic_configs_are_rejected_and_missing_topics_reported(admin):
     assert not any(t.startswith("badcfg-") for t in topic_names(admin))
     result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, unique_topic("nowhere"))])
     assert result[0].resources[0][0] == 3, "UNKNOWN_TOPIC_OR_PARTITION for a missing topic"
+
+
+def test_log_append_time_topics_stamp_the_broker_time(broker, admin):
+    """message.timestamp.type=LogAppendTime: the broker overwrites the producer's timestamp with
+    its own clock, returns it in the produce response and marks the batch (timestamp type 1)."""
+    topic = unique_topic("lat")
+    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    before = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    sent = producer.send(topic, value=b"x", timestamp_ms=1000).get(timeout=20)
+    producer.close()
+    after = int(time.time() * 1000)
+    assert before - 1000 <= sent.timestamp <= after + 1000, f"produce response timestamp {sent.timestamp}"
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=3000,
+                             auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(topic, 0)])
+    got = [(r.timestamp, r.timestamp_type) for r in consumer]
+    consumer.close()
+    assert got == [(sent.timestamp, 1)]

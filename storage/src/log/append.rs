@@ -25,7 +25,17 @@ impl PartitionLog {
     /// not. Offsets are assigned before the first await, so concurrent appends get dense
     /// offsets in call order, and complete in that order (the high watermark only grows).
     pub async fn append(&self, records: &[u8]) -> Result<AppendOutcome, StorageError> {
-        let outcome = self.assign(records)?;
+        self.append_with_time(records, None).await
+    }
+
+    /// Like `append`; with `log_append_time`, every batch is stamped with that time as a
+    /// `LogAppendTime` batch (its CRC recomputed).
+    pub async fn append_with_time(
+        &self,
+        records: &[u8],
+        log_append_time: Option<i64>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let outcome = self.assign(records, log_append_time)?;
         self.start_flusher();
         let end = outcome.last_offset + 1;
         self.waiters
@@ -43,7 +53,11 @@ impl PartitionLog {
 
     /// Assigns offsets and stages the stamped batches for the flusher. Synchronous: offsets
     /// are decided in call order.
-    fn assign(&self, records: &[u8]) -> Result<AppendOutcome, StorageError> {
+    fn assign(
+        &self,
+        records: &[u8],
+        log_append_time: Option<i64>,
+    ) -> Result<AppendOutcome, StorageError> {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
@@ -58,7 +72,10 @@ impl PartitionLog {
             let mut header = batch::parse_header(&records[at..])?;
             let bytes = &records[at..at + header.batch_len];
             header.base_offset = state.log_end_offset;
-            self.place(&mut state, bytes, &header);
+            if let Some(timestamp) = log_append_time {
+                header.max_timestamp = timestamp;
+            }
+            self.place(&mut state, bytes, &header, log_append_time);
             debug_assert!(
                 header.next_offset() > state.log_end_offset,
                 "offsets are dense and increasing"
@@ -75,7 +92,13 @@ impl PartitionLog {
 
     /// Copies one batch into the pending buffer of the active segment (rolling first if it
     /// would overflow), stamps its base offset there, and indexes it.
-    fn place(&self, state: &mut LogState, bytes: &[u8], header: &BatchHeader) {
+    fn place(
+        &self,
+        state: &mut LogState,
+        bytes: &[u8],
+        header: &BatchHeader,
+        log_append_time: Option<i64>,
+    ) {
         let active = state
             .segments
             .last()
@@ -118,6 +141,9 @@ impl PartitionLog {
         let start = pending.data.len();
         pending.data.extend_from_slice(bytes);
         batch::stamp_base_offset(&mut pending.data[start..], header.base_offset);
+        if let Some(timestamp) = log_append_time {
+            batch::stamp_log_append_time(&mut pending.data[start..], timestamp);
+        }
         pending.end_offset = header.next_offset();
     }
 
@@ -441,6 +467,29 @@ mod tests {
             assert_eq!(
                 read,
                 outcomes.iter().map(|o| o.base_offset).collect::<Vec<_>>()
+            );
+        });
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_its_crc_valid() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            log.append_with_time(&batch(&[b"a", b"b"], 1_000), Some(99_000))
+                .await
+                .unwrap();
+            let slice = log.read(0, 1 << 20, true).await.unwrap().unwrap();
+            let bytes = read_slice(&slice);
+            let header = crate::batch::check_batch(&bytes).expect("the CRC was recomputed");
+            assert_eq!(header.max_timestamp, 99_000);
+            assert_eq!(
+                header.attributes & 0x08,
+                0x08,
+                "timestamp type is LogAppendTime"
+            );
+            assert_eq!(
+                log.offset_for_timestamp(50_000).await.unwrap(),
+                Some((0, 99_000))
             );
         });
     }
