@@ -1,7 +1,7 @@
-// KafkaJS against Weir: admin and producer APIs. Usage: node smoke.js <bootstrap> <topic>
-// Prints one JSON line with what it saw; exits non-zero on any failure.
-// KafkaJS consumers are always group consumers, so consuming with KafkaJS waits for
-// consumer-group support; the Python test reads these messages back with kafka-python.
+// KafkaJS against Weir: admin, producer and (group) consumer APIs.
+// Usage: node smoke.js <bootstrap> <topic>
+// Prints one JSON line with what it saw; exits non-zero on any failure. The Python test also
+// reads the messages back with kafka-python.
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
 
 async function main() {
@@ -34,6 +34,26 @@ async function main() {
   });
   await producer.disconnect();
 
+  // KafkaJS consumers are group consumers: read everything back from the beginning.
+  const consumer = kafka.consumer({ groupId: `${topic}-group`, sessionTimeout: 10000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const consumed = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`consumed only ${consumed.length} of 200`)), 60000);
+    consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        consumed.push({
+          partition, offset: message.offset, key: message.key.toString(), value: message.value.toString(),
+          n: message.headers.n ? message.headers.n.toString() : null,
+        });
+        if (consumed.length === 200) { clearTimeout(timer); resolve(); }
+      },
+    }).catch(reject);
+  });
+  await consumer.disconnect();
+  const committed = await admin.fetchOffsets({ groupId: `${topic}-group`, topics: [topic] });
+
   const offsets = await admin.fetchTopicOffsets(topic);
   // Every message carries a create time of "now", so a timestamp far in the past finds offset 0.
   const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, 1000);
@@ -51,6 +71,8 @@ async function main() {
     acked: plain.length + gzip.length,
     offsets: offsets.map((o) => ({ partition: o.partition, high: o.high, low: o.low })),
     scratchDeleted: !afterDelete.includes(scratch),
+    consumed,
+    committed: committed[0].partitions.map((p) => ({ partition: p.partition, offset: p.offset })),
   }));
 }
 
