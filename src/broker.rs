@@ -5,13 +5,15 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use weir_shard::{Receivers, Shard, ShardsConfig};
+use weir_storage::LastShutdown;
 
+use crate::clean_shutdown;
 use crate::config::Config;
 use crate::group::coordinator::GroupCoordinator;
 use crate::metadata::image::new_cluster_id;
@@ -113,22 +115,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
     let image = Arc::new(load_image(&config)?);
+    let last_shutdown =
+        clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;
     tracing::info!(
-        "starting: {} shard(s), data dir {}, {} topic(s)",
+        "starting: {} shard(s), data dir {}, {} topic(s), last shutdown {}",
         config.smp,
         config.data_dir.display(),
-        image.topics.len()
+        image.topics.len(),
+        match last_shutdown {
+            LastShutdown::Clean => "clean",
+            LastShutdown::Unclean => "unclean: re-validating active segments",
+        }
     );
     shutdown::block_signals().context("blocking signals")?;
     let shutdown = Shutdown::default();
     let config = Arc::new(config);
     let started = Arc::new(AtomicUsize::new(0));
+    let flush_failed = Arc::new(AtomicBool::new(false));
     let shards = ShardsConfig {
         count: config.smp,
         ..ShardsConfig::per_core()
     };
     let shard_thread = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
+        let (started, flush_failed) = (started.clone(), flush_failed.clone());
         std::thread::Builder::new()
             .name("weir-shards".into())
             .spawn(move || {
@@ -139,7 +149,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                         config.clone(),
                         image.clone(),
                         shutdown.clone(),
-                        started.clone(),
+                        Startup {
+                            started: started.clone(),
+                            last_shutdown,
+                            flush_failed: flush_failed.clone(),
+                        },
                     )
                 })
             })?
@@ -150,8 +164,25 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("a shard panicked"))?
         .context("running shards")?;
-    tracing::info!("stopped cleanly");
+    // Clean only if every shard got through start-up (so every log was recovered) and then
+    // flushed everything.
+    if started.load(Ordering::Acquire) == config.smp && !flush_failed.load(Ordering::Acquire) {
+        clean_shutdown::mark(&config.data_dir).context("writing the clean-shutdown marker")?;
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!("stopped without a clean shutdown: the next start re-validates the logs");
+    }
     Ok(())
+}
+
+/// What the shards share about start-up and shutdown.
+#[derive(Clone)]
+struct Startup {
+    /// Shards that finished start-up (recovered their partitions).
+    started: Arc<AtomicUsize>,
+    last_shutdown: LastShutdown,
+    /// Set by a shard whose final flush failed.
+    flush_failed: Arc<AtomicBool>,
 }
 
 /// Stops the whole broker from inside a shard (startup failure): the main thread is parked in
@@ -168,7 +199,7 @@ async fn shard_main(
     config: Arc<Config>,
     image: Arc<MetadataImage>,
     shutdown: Shutdown,
-    started: Arc<AtomicUsize>,
+    startup: Startup,
 ) {
     let ctx = Rc::new(ShardContext::new(
         shard.clone(),
@@ -176,7 +207,7 @@ async fn shard_main(
         image.clone(),
     ));
     shard.serve(&ctx, receivers);
-    if let Err(e) = open_owned_partitions(&ctx, &image).await {
+    if let Err(e) = open_owned_partitions(&ctx, &image, startup.last_shutdown).await {
         return abort_startup(
             &shutdown,
             format!("shard {}: recovering partitions: {e}", shard.id()),
@@ -204,8 +235,8 @@ async fn shard_main(
     };
     // Accept only once every shard has recovered its partitions, so no request is routed to
     // a log that is not open yet.
-    started.fetch_add(1, Ordering::AcqRel);
-    while started.load(Ordering::Acquire) < shard.count() && !shutdown.is_started() {
+    startup.started.fetch_add(1, Ordering::AcqRel);
+    while startup.started.load(Ordering::Acquire) < shard.count() && !shutdown.is_started() {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     if shard.id() == 0 {
@@ -223,6 +254,7 @@ async fn shard_main(
     for log in ctx.all_partitions() {
         if let Err(e) = log.flush().await {
             tracing::error!("shard {}: flushing on shutdown: {e}", shard.id());
+            startup.flush_failed.store(true, Ordering::Release);
         }
     }
 }
@@ -230,6 +262,7 @@ async fn shard_main(
 async fn open_owned_partitions(
     ctx: &Rc<ShardContext>,
     image: &MetadataImage,
+    last_shutdown: LastShutdown,
 ) -> anyhow::Result<()> {
     let me = ctx.shard.id();
     let opens = image.topics.values().flat_map(|topic| {
@@ -242,7 +275,7 @@ async fn open_owned_partitions(
             .map(move |(index, _)| {
                 let (ctx, name, log_config) = (ctx.clone(), topic.name.clone(), log_config.clone());
                 async move {
-                    ctx.open_partition(&name, index as i32, log_config)
+                    ctx.open_partition_after(&name, index as i32, log_config, last_shutdown)
                         .await
                         .with_context(|| format!("{name}-{index}"))
                 }

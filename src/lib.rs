@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod clean_shutdown;
 pub mod config;
 pub mod fuzzing;
 pub mod group;

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use weir_shard::Shard;
-use weir_storage::{LogConfig, PartitionLog, StorageError};
+use weir_storage::{LastShutdown, LogConfig, PartitionLog, StorageError};
 
 use crate::config::Config;
 use crate::group::coordinator::GroupCoordinator;
@@ -86,6 +86,18 @@ impl ShardContext {
         partition: i32,
         config: LogConfig,
     ) -> Result<(), StorageError> {
+        self.open_partition_after(topic, partition, config, LastShutdown::Unclean)
+            .await
+    }
+
+    /// Opens a partition at start-up, trusting its files as far as `last` allows.
+    pub async fn open_partition_after(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+        last: LastShutdown,
+    ) -> Result<(), StorageError> {
         debug_assert_eq!(
             self.image()
                 .owner(topic, partition)
@@ -93,7 +105,8 @@ impl ShardContext {
             self.shard.id(),
             "a partition's log is opened only by its owner shard"
         );
-        let log = PartitionLog::open(self.partition_dir(topic, partition), config).await?;
+        let log =
+            PartitionLog::open_after(self.partition_dir(topic, partition), config, last).await?;
         self.partitions
             .borrow_mut()
             .entry(topic.to_owned())

@@ -22,6 +22,6 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{
-    AppendOutcome, FileSlice, LogConfig, PartitionLog, RetentionPolicy,
+    AppendOutcome, FileSlice, LastShutdown, LogConfig, PartitionLog, RetentionPolicy,
     INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
 };

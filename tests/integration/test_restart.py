@@ -127,3 +127,51 @@ def test_many_segments_and_compressed_batches_survive_restart(broker):
             message = m
     consumer.close()
     assert message is not None and (message.offset(), message.value()) == (7777, values[2 * 7777 + 1])
+
+
+def test_a_damaged_segment_tail_is_cut_to_the_last_valid_batch(broker):
+    """A crash can leave a torn or scribbled tail; recovery keeps every whole, valid batch
+    before it, drops the rest, and new messages continue from there."""
+    topic = create_topic(broker.bootstrap, unique_topic("torn"))
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(50):
+        producer.produce(topic, value=f"v{i}".encode())
+        producer.flush(10)  # one batch per message
+    assert broker.stop() == 0
+    log = sorted((broker.data_dir / f"{topic}-0").glob("*.log"))[-1]
+    data = log.read_bytes()
+    # Cut the last batch in half, then scribble over what is left of it.
+    last_batch = 40  # a one-record batch of "vNN" is well over 40 bytes
+    log.write_bytes(data[:-last_batch] + b"\xde\xad\xbe\xef" * 4)
+    broker.start()
+    got = consume_all(broker.bootstrap, topic, 1, 49)
+    assert [v for _, _, _, v in sorted(got)] == [f"v{i}".encode() for i in range(49)]
+    offsets = []
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    producer.produce(topic, value=b"after", on_delivery=lambda e, m: offsets.append(m.offset()))
+    producer.flush(10)
+    assert offsets == [49], "the damaged batch's offset is reused, leaving no gap"
+    assert [v for _, _, _, v in sorted(consume_all(broker.bootstrap, topic, 1, 50))][-1] == b"after"
+
+
+def test_only_a_clean_shutdown_lets_the_next_start_skip_tail_validation(broker):
+    """The clean-shutdown marker exists only between a clean stop and the next start; after a
+    SIGKILL the next start re-validates (and says so)."""
+    marker = broker.data_dir / ".clean-shutdown"
+    topic = create_topic(broker.bootstrap, unique_topic("marker"))
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    for i in range(100):
+        producer.produce(topic, value=f"v{i}".encode())
+    assert producer.flush(10) == 0
+    assert not marker.exists(), "no marker while running"
+    assert broker.stop() == 0
+    assert marker.exists()
+    broker.start()
+    assert not marker.exists(), "taken at start, before anything is written"
+    assert "last shutdown clean" in broker.log()
+    assert len(consume_all(broker.bootstrap, topic, 1, 100)) == 100
+    broker.stop(signal.SIGKILL)
+    assert not marker.exists()
+    broker.start()
+    assert broker.log().count("last shutdown unclean") == 2, "the first start and this one"
+    assert len(consume_all(broker.bootstrap, topic, 1, 100)) == 100

@@ -334,6 +334,17 @@ impl PartitionLog {
                 return Err(StorageError::glommio("syncing", &files.log_path)(e));
             }
         }
+        // The active segment's indexes too: after a clean shutdown they are trusted as they
+        // are (`LastShutdown::Clean`), not rebuilt.
+        let active = self
+            .state
+            .borrow()
+            .segments
+            .last()
+            .and_then(|s| s.files.clone());
+        if let Some(files) = active {
+            files.sync_indexes().await?;
+        }
         Ok(())
     }
 

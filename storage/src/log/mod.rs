@@ -21,6 +21,7 @@ mod recovery;
 mod retention;
 mod wait;
 
+pub use recovery::LastShutdown;
 pub use retention::RetentionPolicy;
 
 use std::cell::{Cell, RefCell};

@@ -14,6 +14,16 @@ use crate::error::StorageError;
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::segment::{self, Segment, SegmentFiles};
 
+/// How the process that last wrote a log stopped, which decides how much recovery trusts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastShutdown {
+    /// Everything was written, synced (indexes too) and closed: the active segment is
+    /// loaded like a closed one, from its indexes, without re-reading its batches.
+    Clean,
+    /// A crash or kill: the active segment is re-validated batch by batch with CRCs.
+    Unclean,
+}
+
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing) and recovers it: the last segment is
     /// re-validated batch by batch and a torn or corrupt tail is truncated away; indexes
@@ -21,6 +31,16 @@ impl PartitionLog {
     pub async fn open(
         dir: std::path::PathBuf,
         config: LogConfig,
+    ) -> Result<Rc<Self>, StorageError> {
+        Self::open_after(dir, config, LastShutdown::Unclean).await
+    }
+
+    /// Opens the log, trusting the active segment as far as `last` allows. A clean shutdown
+    /// makes a restart cost index reads, not a CRC pass over every active segment.
+    pub async fn open_after(
+        dir: std::path::PathBuf,
+        config: LogConfig,
+        last: LastShutdown,
     ) -> Result<Rc<Self>, StorageError> {
         // Plain syscalls: once per partition, at creation or start, never on the data path.
         std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
@@ -38,7 +58,7 @@ impl PartitionLog {
                     });
                 }
             }
-            let segment = if i + 1 == bases.len() {
+            let segment = if i + 1 == bases.len() && last == LastShutdown::Unclean {
                 recover_active_segment(&dir, base, &config).await?
             } else {
                 load_closed_segment(&dir, base, &config).await?
@@ -231,6 +251,39 @@ mod tests {
     use super::super::{LogConfig, PartitionLog};
     use crate::error::StorageError;
     use crate::segment;
+
+    #[test]
+    fn after_a_clean_shutdown_the_active_segment_is_loaded_from_its_indexes() {
+        run(|dir| async move {
+            let config = LogConfig {
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.clone(), config.clone())
+                .await
+                .unwrap();
+            for i in 0..100 {
+                log.append(&batch(&[b"0123456789"], i)).await.unwrap();
+            }
+            log.flush().await.unwrap();
+            let (hw, size) = (log.high_watermark(), log.size_bytes());
+            drop(log);
+            let log =
+                PartitionLog::open_after(dir.clone(), config.clone(), super::LastShutdown::Clean)
+                    .await
+                    .unwrap();
+            assert_eq!((log.high_watermark(), log.size_bytes()), (hw, size));
+            assert_eq!(all_bases(&log).await, (0..100).collect::<Vec<_>>());
+            assert_eq!(log.offset_for_timestamp(57).await.unwrap(), Some((57, 57)));
+            let next = log.append(&batch(&[b"more"], 200)).await.unwrap();
+            assert_eq!(next.base_offset, 100);
+            log.flush().await.unwrap();
+            drop(log);
+            // A full recovery of the same files agrees.
+            let log = PartitionLog::open(dir, config).await.unwrap();
+            assert_eq!(all_bases(&log).await, (0..101).collect::<Vec<_>>());
+        });
+    }
 
     #[test]
     fn reopen_after_flush_shows_the_same_log() {
