@@ -224,6 +224,7 @@ async fn shard_main(
     }
     let timers = glommio::spawn_local(GroupCoordinator::run_timers(ctx.clone()));
     let retention = glommio::spawn_local(crate::retention::run(ctx.clone()));
+    let cleaner = glommio::spawn_local(crate::cleaner::run(ctx.clone()));
     let listener = match listener::bind(config.listen) {
         Ok(listener) => listener,
         Err(e) => {
@@ -251,6 +252,7 @@ async fn shard_main(
     // Dropping a glommio task cancels it: no group timer fires during the final flush.
     drop(timers);
     drop(retention);
+    drop(cleaner);
     for log in ctx.all_partitions() {
         if let Err(e) = log.flush().await {
             tracing::error!("shard {}: flushing on shutdown: {e}", shard.id());

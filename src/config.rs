@@ -82,6 +82,9 @@ pub struct Flags {
     /// How often old segments are deleted by retention.ms / retention.bytes [default: 300000].
     #[arg(long)]
     pub log_retention_check_interval_ms: Option<u64>,
+    /// How often compacted topics are checked for cleaning [default: 15000].
+    #[arg(long)]
+    pub log_cleaner_backoff_ms: Option<u64>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -102,6 +105,7 @@ pub struct FileConfig {
     pub offsets_topic_num_partitions: Option<i32>,
     pub offsets_retention_minutes: Option<u64>,
     pub log_retention_check_interval_ms: Option<u64>,
+    pub log_cleaner_backoff_ms: Option<u64>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -122,6 +126,7 @@ pub struct Config {
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: u64,
     pub log_retention_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Config {
@@ -193,6 +198,10 @@ impl Config {
             });
         }
         Ok(Config {
+            log_cleaner_backoff_ms: flags
+                .log_cleaner_backoff_ms
+                .or(file.log_cleaner_backoff_ms)
+                .unwrap_or(15_000),
             log_retention_check_interval_ms: flags
                 .log_retention_check_interval_ms
                 .or(file.log_retention_check_interval_ms)

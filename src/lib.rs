@@ -7,6 +7,7 @@
 pub mod api;
 pub mod broker;
 pub mod clean_shutdown;
+pub mod cleaner;
 pub mod config;
 pub mod fuzzing;
 pub mod group;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use weir_storage::{LogConfig, RetentionPolicy};
+use weir_storage::{CompactionPolicy, LogConfig, RetentionPolicy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigType {
@@ -173,6 +173,27 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
         .get("max.message.bytes")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_048_588)
+}
+
+/// The compaction settings of a topic whose `cleanup.policy` includes `compact`.
+pub fn compaction_policy(overrides: &BTreeMap<String, String>) -> Option<CompactionPolicy> {
+    let value = |name: &str| -> &str {
+        effective(
+            overrides,
+            find(name).expect("compaction configs are in the table"),
+        )
+    };
+    if !value("cleanup.policy")
+        .split(',')
+        .any(|p| p.trim() == "compact")
+    {
+        return None;
+    }
+    Some(CompactionPolicy {
+        min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+        min_compaction_lag_ms: value("min.compaction.lag.ms").parse().unwrap_or(0),
+        delete_retention_ms: value("delete.retention.ms").parse().unwrap_or(86_400_000),
+    })
 }
 
 /// Whether the broker stamps its own time on appended batches

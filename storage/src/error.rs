@@ -37,6 +37,10 @@ pub enum StorageError {
     Failed(PathBuf),
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A stored batch the cleaner cannot take apart (its records or its codec); the segment
+    /// is left as it is.
+    #[error("compaction: {0}")]
+    Compaction(String),
 }
 
 impl StorageError {

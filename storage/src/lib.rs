@@ -22,6 +22,7 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{
-    AppendOutcome, FileSlice, LastShutdown, LogConfig, PartitionLog, RetentionPolicy,
-    INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
+    AppendOutcome, CompactionPolicy, CompactionStats, FileSlice, LastShutdown, LogConfig,
+    PartitionLog, RetentionPolicy, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
+    SEGMENT_BYTES_MAX,
 };

@@ -218,7 +218,14 @@ pub async fn scan(
             batch::parse_header(bytes)
         };
         let Ok(header) = header else { break };
-        if header.base_offset != expected_offset || header.last_offset_delta < 0 {
+        // Batches follow each other without gaps, except in closed segments the cleaner
+        // compacted (a batch left empty is dropped, leaving a hole in the offsets).
+        let in_sequence = if check_crc {
+            header.base_offset == expected_offset
+        } else {
+            header.base_offset >= expected_offset
+        };
+        if !in_sequence || header.last_offset_delta < 0 {
             break;
         }
         on_batch(position, &header);

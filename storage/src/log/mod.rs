@@ -16,11 +16,13 @@
 //! covers every batch that arrived while the previous one was in flight (group commit).
 
 mod append;
+mod compaction;
 mod read;
 mod recovery;
 mod retention;
 mod wait;
 
+pub use compaction::{CompactionPolicy, CompactionStats};
 pub use recovery::LastShutdown;
 pub use retention::RetentionPolicy;
 
@@ -123,6 +125,9 @@ pub struct PartitionLog {
     waiters: WaitList,
     /// Number of flush windows completed; for tests and metrics (one per fdatasync).
     windows_flushed: Cell<u64>,
+    /// Offset up to which the cleaner has compacted (in memory: after a restart the first
+    /// cleaning treats the whole log as dirty, which costs a pass, not correctness).
+    cleaned_up_to: Cell<i64>,
     /// Fault injection: when set, the next windows fail as a failing disk would.
     #[cfg(test)]
     fail_writes: Cell<bool>,
@@ -157,6 +162,7 @@ impl PartitionLog {
             }),
             waiters: WaitList::default(),
             windows_flushed: Cell::new(0),
+            cleaned_up_to: Cell::new(i64::MIN),
             #[cfg(test)]
             fail_writes: Cell::new(false),
             this: this.clone(),

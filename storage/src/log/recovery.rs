@@ -44,6 +44,7 @@ impl PartitionLog {
     ) -> Result<Rc<Self>, StorageError> {
         // Plain syscalls: once per partition, at creation or start, never on the data path.
         std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
+        super::compaction::remove_leftovers(&dir)?;
         let bases = list_segments(&dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {

@@ -181,7 +181,7 @@ impl PartitionLog {
 
 /// How many segments from the front may be deleted: closed (not the last), fully written,
 /// with nothing pending, and followed by a segment that has files (the closing sync is done).
-fn deletable_prefix(segments: &[Segment], pending: &[super::PendingWrite]) -> usize {
+pub(super) fn deletable_prefix(segments: &[Segment], pending: &[super::PendingWrite]) -> usize {
     let mut n = 0;
     while n + 1 < segments.len() {
         let segment = &segments[n];
