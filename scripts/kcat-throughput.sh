@@ -5,6 +5,7 @@
 # as much as the broker; bench/ is the real tool. Usage:
 #   scripts/kcat-throughput.sh [BOOTSTRAP] [N] [SIZE] [PARTITIONS] [ACKS]
 # e.g. scripts/kcat-throughput.sh 127.0.0.1:9092 1000000 100 8 -1
+# TOPIC_CONFIGS="flush.ms=1000 flush.messages=100000" sets topic configs (e.g. relaxed durability).
 set -euo pipefail
 
 bootstrap=${1:-127.0.0.1:9092}
@@ -26,11 +27,12 @@ sys.stdout.write(line * count)
 PY
 
 # Create the topic with the wanted partition count (auto-creation would make one partition).
-python3 - "$bootstrap" "$topic" "$partitions" <<'PY' 2>/dev/null || kcat -b "$bootstrap" -L -t "$topic" >/dev/null
+python3 - "$bootstrap" "$topic" "$partitions" "${TOPIC_CONFIGS:-}" <<'PY' 2>/dev/null || kcat -b "$bootstrap" -L -t "$topic" >/dev/null
 import sys
 from kafka.admin import KafkaAdminClient, NewTopic
 admin = KafkaAdminClient(bootstrap_servers=sys.argv[1])
-admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)])
+configs = dict(kv.split("=", 1) for kv in sys.argv[4].split())
+admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1, topic_configs=configs)])
 PY
 
 now() { date +%s.%N; }

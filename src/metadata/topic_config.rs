@@ -164,6 +164,19 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
     if let Some(bytes) = number("index.interval.bytes") {
         config.index_interval_bytes = bytes.clamp(0, i64::from(u32::MAX)) as u32;
     }
+    // Durable by default: every acknowledged write is fdatasync'd. flush.messages > 1 or
+    // flush.ms > 0, set on the topic, relax that explicitly (Kafka's meaning; Long.MAX_VALUE
+    // is "never by this measure", leaving the sync to the other one, to segment rolls and to
+    // shutdown).
+    let messages = number("flush.messages").filter(|&n| n > 1);
+    let interval_ms = number("flush.ms").filter(|&ms| ms > 0);
+    if messages.is_some() || interval_ms.is_some() {
+        config.flush_on_append = false;
+        config.flush_messages = messages.filter(|&n| n < i64::MAX).map(|n| n as u64);
+        config.flush_interval = interval_ms
+            .filter(|&ms| ms < i64::MAX)
+            .map(|ms| std::time::Duration::from_millis(ms as u64));
+    }
     config
 }
 
@@ -227,6 +240,33 @@ pub fn retention_policy(overrides: &BTreeMap<String, String>) -> Option<Retentio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_configs_relax_durability_only_when_set() {
+        let config = |pairs: &[(&str, &str)]| {
+            log_config(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        assert!(config(&[]).flush_on_append, "durable by default");
+        assert!(config(&[("flush.messages", "1")]).flush_on_append);
+        let relaxed = config(&[("flush.messages", "1000"), ("flush.ms", "200")]);
+        assert!(!relaxed.flush_on_append);
+        assert_eq!(relaxed.flush_messages, Some(1000));
+        assert_eq!(
+            relaxed.flush_interval,
+            Some(std::time::Duration::from_millis(200))
+        );
+        let os_only = config(&[("flush.messages", "9223372036854775807")]);
+        assert!(!os_only.flush_on_append);
+        assert_eq!(
+            (os_only.flush_messages, os_only.flush_interval),
+            (None, None)
+        );
+    }
 
     #[test]
     fn table_is_sorted_and_defaults_are_valid() {

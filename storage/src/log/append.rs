@@ -177,7 +177,18 @@ impl PartitionLog {
                 self.waiters.wake_all();
                 return;
             }
-            let result = self.write_window(&mut window).await;
+            let mut result = self.write_window(&mut window).await;
+            if let (Ok(_), false) = (&result, self.config.flush_on_append) {
+                // flush.messages: the window that reaches the count is synced before it is
+                // acknowledged, as Kafka flushes inside the append that crosses it.
+                let end = window.iter().map(|w| w.end_offset).max().unwrap_or(0);
+                let unsynced = (end - self.state.borrow().synced_offset).max(0) as u64;
+                if self.config.flush_messages.is_some_and(|n| unsynced >= n) {
+                    if let Err(e) = self.sync_unsynced(end).await {
+                        result = Err(e);
+                    }
+                }
+            }
             let mut state = self.state.borrow_mut();
             match result {
                 Ok(window_bytes) => {
@@ -201,7 +212,54 @@ impl PartitionLog {
             }
             drop(state);
             self.waiters.wake_all();
+            if !self.config.flush_on_append {
+                self.maybe_sync_relaxed().await;
+            }
         }
+    }
+
+    /// `flush.ms` (relaxed durability): arms a timer that syncs within `flush.ms` of the
+    /// first unsynced write.
+    async fn maybe_sync_relaxed(&self) {
+        let arm_timer = {
+            let mut state = self.state.borrow_mut();
+            let unsynced = state.high_watermark > state.synced_offset;
+            let arm = self.config.flush_interval.is_some() && unsynced && !state.sync_timer_armed;
+            if arm {
+                state.sync_timer_armed = true;
+            }
+            arm
+        };
+        if arm_timer {
+            let interval = self.config.flush_interval.expect("checked above");
+            let this = self.this.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(interval).await;
+                let Some(log) = this.upgrade() else { return };
+                log.state.borrow_mut().sync_timer_armed = false;
+                let upto = log.high_watermark();
+                if let Err(e) = log.sync_unsynced(upto).await {
+                    tracing::error!("{}: {e}", log.dir.display());
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// fdatasyncs every segment written since the last sync, which covers everything below
+    /// `upto`. A failed sync fails the log: what reached the disk is unknown.
+    async fn sync_unsynced(&self, upto: i64) -> Result<(), StorageError> {
+        let unsynced = std::mem::take(&mut self.state.borrow_mut().unsynced);
+        for files in unsynced {
+            if let Err(e) = files.log.fdatasync().await {
+                self.state.borrow_mut().failed = true;
+                self.waiters.wake_all();
+                return Err(StorageError::glommio("syncing", &files.log_path)(e));
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        state.synced_offset = state.synced_offset.max(upto);
+        Ok(())
     }
 
     /// Writes one window (one write per segment), its index entries, and syncs. Returns the
@@ -325,15 +383,8 @@ impl PartitionLog {
         if self.state.borrow().failed {
             return Err(StorageError::Failed(self.dir.clone()));
         }
-        let unsynced = std::mem::take(&mut self.state.borrow_mut().unsynced);
-        for files in unsynced {
-            if let Err(e) = files.log.fdatasync().await {
-                // What reached the disk is unknown now: trust nothing more from this log.
-                self.state.borrow_mut().failed = true;
-                self.waiters.wake_all();
-                return Err(StorageError::glommio("syncing", &files.log_path)(e));
-            }
-        }
+        let upto = self.high_watermark();
+        self.sync_unsynced(upto).await?;
         // The active segment's indexes too: after a clean shutdown they are trusted as they
         // are (`LastShutdown::Clean`), not rebuilt.
         let active = self
@@ -582,6 +633,41 @@ mod tests {
                     "{name} has {len} bytes"
                 );
             }
+        });
+    }
+
+    #[test]
+    fn relaxed_logs_sync_by_message_count_and_by_time() {
+        run(|dir| async move {
+            let by_count = LogConfig {
+                flush_on_append: false,
+                flush_messages: Some(5),
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.join("count"), by_count)
+                .await
+                .unwrap();
+            for i in 0..4 {
+                log.append(&batch(&[b"m"], i)).await.unwrap();
+            }
+            assert_eq!(log.unsynced_messages(), 4);
+            log.append(&batch(&[b"m"], 4)).await.unwrap();
+            assert_eq!(
+                log.unsynced_messages(),
+                0,
+                "the fifth message triggers the sync"
+            );
+
+            let by_time = LogConfig {
+                flush_on_append: false,
+                flush_interval: Some(std::time::Duration::from_millis(30)),
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.join("time"), by_time).await.unwrap();
+            log.append(&batch(&[b"m", b"n"], 0)).await.unwrap();
+            assert_eq!(log.unsynced_messages(), 2, "acknowledged before the sync");
+            glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(log.unsynced_messages(), 0, "synced within flush.ms");
         });
     }
 

@@ -46,6 +46,12 @@ pub struct LogConfig {
     /// Acknowledge an append only once fdatasync covers it. Default true: an acknowledged
     /// write is on stable storage.
     pub flush_on_append: bool,
+    /// Without `flush_on_append`: fdatasync once this many messages are unsynced
+    /// (`flush.messages`); None never by count.
+    pub flush_messages: Option<u64>,
+    /// Without `flush_on_append`: fdatasync at most this long after a write (`flush.ms`);
+    /// None never by time.
+    pub flush_interval: Option<std::time::Duration>,
 }
 
 /// Kafka's `segment.bytes` default.
@@ -62,6 +68,8 @@ impl Default for LogConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             flush_on_append: true,
+            flush_messages: None,
+            flush_interval: None,
         }
     }
 }
@@ -111,6 +119,10 @@ struct LogState {
     /// Segments written but not fdatasync'd (only without `flush_on_append`); `flush` syncs
     /// them.
     unsynced: Vec<Rc<SegmentFiles>>,
+    /// Offset up to which data is known synced (without `flush_on_append`).
+    synced_offset: i64,
+    /// A `flush.ms` timer is waiting to sync.
+    sync_timer_armed: bool,
     flushing: bool,
     failed: bool,
     closed: bool,
@@ -156,6 +168,8 @@ impl PartitionLog {
                 spare_pending: Vec::new(),
                 last_window_bytes: 0,
                 unsynced: Vec::new(),
+                synced_offset: log_end_offset,
+                sync_timer_armed: false,
                 flushing: false,
                 failed: false,
                 closed: false,
@@ -212,6 +226,12 @@ impl PartitionLog {
         self.windows_flushed.get()
     }
 
+    /// Messages written and acknowledged but not yet fdatasync'd (relaxed logs only).
+    pub fn unsynced_messages(&self) -> u64 {
+        let state = self.state.borrow();
+        (state.high_watermark - state.synced_offset).max(0) as u64
+    }
+
     /// True once a write failed: the log takes no more appends until reopened.
     pub fn is_failed(&self) -> bool {
         self.state.borrow().failed
@@ -259,7 +279,7 @@ pub(crate) mod testing {
         LogConfig {
             segment_bytes: 1024,
             index_interval_bytes: 200,
-            flush_on_append: true,
+            ..LogConfig::default()
         }
     }
 
