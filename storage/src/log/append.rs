@@ -189,29 +189,32 @@ impl PartitionLog {
                     }
                 }
             }
-            let mut state = self.state.borrow_mut();
-            match result {
-                Ok(window_bytes) => {
-                    complete_window(&mut state, &window, window_bytes);
-                    window.clear();
-                    state.spare_pending = window;
-                    self.windows_flushed.set(self.windows_flushed.get() + 1);
+            let failed = {
+                let mut state = self.state.borrow_mut();
+                match result {
+                    Ok(window_bytes) => {
+                        complete_window(&mut state, &window, window_bytes);
+                        window.clear();
+                        state.spare_pending = window;
+                        self.windows_flushed.set(self.windows_flushed.get() + 1);
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "{}: write failed, the log takes no more appends: {e}",
+                            self.dir.display()
+                        );
+                        state.failed = true;
+                        state.flushing = false;
+                        state.pending.clear();
+                        true
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(
-                        "{}: write failed, the log takes no more appends: {e}",
-                        self.dir.display()
-                    );
-                    state.failed = true;
-                    state.flushing = false;
-                    state.pending.clear();
-                    drop(state);
-                    self.waiters.wake_all();
-                    return;
-                }
-            }
-            drop(state);
+            };
             self.waiters.wake_all();
+            if failed {
+                return;
+            }
             if !self.config.flush_on_append {
                 self.maybe_sync_relaxed().await;
             }
