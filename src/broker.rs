@@ -248,7 +248,11 @@ async fn shard_main(
             config.advertised_port
         );
     }
+    let metrics = (shard.id() == 0).then(|| start_metrics(&ctx, shutdown.clone()));
     listener::accept_loop(ctx.clone(), listener, shutdown).await;
+    if let Some(Some(metrics)) = metrics {
+        metrics.await;
+    }
     // Dropping a glommio task cancels it: no group timer fires during the final flush.
     drop(timers);
     drop(retention);
@@ -257,6 +261,29 @@ async fn shard_main(
         if let Err(e) = log.flush().await {
             tracing::error!("shard {}: flushing on shutdown: {e}", shard.id());
             startup.flush_failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The metrics endpoint, on shard 0. A port that cannot be bound is logged, not fatal:
+/// metrics must never keep a broker from serving.
+fn start_metrics(
+    ctx: &Rc<ShardContext>,
+    shutdown: Shutdown,
+) -> Option<glommio::task::JoinHandle<()>> {
+    let addr = ctx.config.metrics_listen;
+    match crate::metrics::http::bind(addr) {
+        Ok(listener) => {
+            let bound = listener.local_addr().map_or(addr, |a| a);
+            tracing::info!("metrics on http://{bound}/metrics");
+            let ctx = ctx.clone();
+            Some(
+                glommio::spawn_local(crate::metrics::http::serve(ctx, listener, shutdown)).detach(),
+            )
+        }
+        Err(e) => {
+            tracing::warn!("metrics endpoint {addr} not started: {e}");
+            None
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct Flags {
     /// How often compacted topics are checked for cleaning [default: 15000].
     #[arg(long)]
     pub log_cleaner_backoff_ms: Option<u64>,
+    /// Address of the Prometheus metrics endpoint [default: 127.0.0.1:9644].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -106,6 +109,7 @@ pub struct FileConfig {
     pub offsets_retention_minutes: Option<u64>,
     pub log_retention_check_interval_ms: Option<u64>,
     pub log_cleaner_backoff_ms: Option<u64>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -127,6 +131,7 @@ pub struct Config {
     pub offsets_retention_minutes: u64,
     pub log_retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Config {
@@ -198,6 +203,10 @@ impl Config {
             });
         }
         Ok(Config {
+            metrics_listen: flags
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_cleaner_backoff_ms: flags
                 .log_cleaner_backoff_ms
                 .or(file.log_cleaner_backoff_ms)

@@ -12,6 +12,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod group;
 pub mod metadata;
+pub mod metrics;
 pub mod retention;
 pub mod server;
 pub mod shard_context;

@@ -29,6 +29,8 @@ pub struct ShardContext {
     pub controller: Option<Controller>,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     pub groups: GroupCoordinator,
+    /// This shard's counters, read at a metrics scrape.
+    pub metrics: crate::metrics::ShardMetrics,
 }
 
 impl ShardContext {
@@ -41,6 +43,7 @@ impl ShardContext {
         ShardContext {
             shard,
             groups: GroupCoordinator::new(GroupConfig::from_config(&config)),
+            metrics: crate::metrics::ShardMetrics::default(),
             config,
             topic_ids: RefCell::new(index_topic_ids(&image)),
             image: RefCell::new(image),

@@ -8,7 +8,7 @@
 //! It must never hand one shard's state to another thread: jobs receive `Rc<S>` on the
 //! target, and only `Send` values cross.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -44,6 +44,14 @@ pub enum ShardError {
     Start(String),
 }
 
+/// Calls this shard made to other shards: how many, and their round-trip time in total.
+/// Plain cells: only this shard's thread touches them.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls: Cell<u64>,
+    pub round_trip_nanos: Cell<u64>,
+}
+
 /// The handle a shard uses to reach itself and its peers. Lives on one shard's thread.
 pub struct Shard<S: 'static> {
     id: ShardId,
@@ -51,6 +59,7 @@ pub struct Shard<S: 'static> {
     senders: Senders<Job<S>>,
     /// Weak so that state holding an `Rc<Shard<S>>` does not form a cycle.
     local: OnceCell<Weak<S>>,
+    stats: CallStats,
 }
 
 impl<S: 'static> Shard<S> {
@@ -60,6 +69,11 @@ impl<S: 'static> Shard<S> {
 
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Cross-shard calls made from this shard (calls to itself are not counted).
+    pub fn call_stats(&self) -> &CallStats {
+        &self.stats
     }
 
     /// The state of this shard. Panics before `serve`, which is a startup-order bug.
@@ -106,6 +120,7 @@ impl<S: 'static> Shard<S> {
         if target >= self.count {
             return Err(ShardError::NoSuchShard(target));
         }
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let job: Job<S> = Box::new(move |state| {
             Box::pin(async move {
@@ -117,7 +132,13 @@ impl<S: 'static> Shard<S> {
             .send_to(target, job)
             .await
             .map_err(|_| ShardError::Stopped(target))?;
-        answer.await.map_err(|_| ShardError::Canceled(target))
+        let result = answer.await.map_err(|_| ShardError::Canceled(target));
+        self.stats.calls.set(self.stats.calls.get() + 1);
+        let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.stats
+            .round_trip_nanos
+            .set(self.stats.round_trip_nanos.get().saturating_add(nanos));
+        result
     }
 
     /// Runs `call` on every shard (this one included) concurrently; results in shard order.
@@ -192,6 +213,7 @@ where
                     count,
                     senders,
                     local: OnceCell::new(),
+                    stats: CallStats::default(),
                 });
                 main(shard, Receivers(receivers.streams())).await;
             })

@@ -71,6 +71,7 @@ pub async fn handle(ctx: &Rc<ShardContext>, request: RequestContext, body: Fetch
         // min_bytes 0 answers at once, as in Kafka; an error is reported without waiting.
         if total >= min_bytes || any_error || Instant::now() >= deadline || jobs.is_empty() {
             place(&mut topics, answers, body.max_bytes);
+            count_bytes_out(ctx, &topics);
             return Ok(Some(fetch_response::encode(&head, &topics)));
         }
         wait_for_data(ctx, &jobs, &answers, deadline).await;
@@ -231,6 +232,21 @@ async fn wait_on_owner(
         return;
     }
     let _ = select(timeout, select_all(waits)).await;
+}
+
+/// Metrics: record bytes sent per topic (one counter update per topic per response).
+fn count_bytes_out(ctx: &ShardContext, topics: &[FetchedTopic]) {
+    for topic in topics {
+        let bytes: u64 = topic
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref())
+            .map(|slice| u64::from(slice.len))
+            .sum();
+        if bytes > 0 {
+            crate::metrics::ShardMetrics::add_bytes(&ctx.metrics.bytes_out, &topic.name, bytes);
+        }
+    }
 }
 
 /// Puts the answers into the response under the response-level `max_bytes`: the first

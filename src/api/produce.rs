@@ -67,17 +67,20 @@ pub async fn handle(
                 }
             };
             match checked {
-                Ok((owner, records)) => jobs.push((
-                    owner,
-                    AppendJob {
-                        slot: (ti, pi),
-                        topic: name.clone(),
-                        partition: data.index,
-                        records,
-                        log_append_time: meta
-                            .is_some_and(|m| topic_config::log_append_time(&m.configs)),
-                    },
-                )),
+                Ok((owner, records)) => {
+                    count_bytes_in(ctx, &name, &records);
+                    jobs.push((
+                        owner,
+                        AppendJob {
+                            slot: (ti, pi),
+                            topic: name.clone(),
+                            partition: data.index,
+                            records,
+                            log_append_time: meta
+                                .is_some_and(|m| topic_config::log_append_time(&m.configs)),
+                        },
+                    ));
+                }
                 Err(error) => {
                     partitions[pi] = partition_response(data.index, Err(error), request.version)
                 }
@@ -106,6 +109,14 @@ pub async fn handle(
         return Ok(None);
     }
     request.reply(&ProduceResponse::default().with_responses(responses))
+}
+
+/// Metrics: bytes in per topic and the size of each batch (a walk over batch headers only).
+fn count_bytes_in(ctx: &ShardContext, topic: &str, records: &[u8]) {
+    crate::metrics::ShardMetrics::add_bytes(&ctx.metrics.bytes_in, topic, records.len() as u64);
+    for len in batch_lengths(records) {
+        ctx.metrics.produce_batch_bytes.observe(len as f64);
+    }
 }
 
 /// Validates the batches of one partition's payload before anything is appended.

@@ -848,6 +848,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// (group, topic, partition, committed offset) of every group here, for lag metrics.
+    pub fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        self.groups
+            .borrow()
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((t, p), c)| (g.id.clone(), t.clone(), *p, c.offset))
+            })
+            .collect()
+    }
+
     // ---- Admin: describe, list, delete ----
 
     pub fn describe(&self, group_id: &str) -> DescribedGroup {

@@ -103,8 +103,24 @@ async fn read_requests(
             }
             Err(e) => return Err(e.into()),
         };
+        let frame_head = [
+            frame.first().copied().unwrap_or(0),
+            frame.get(1).copied().unwrap_or(0),
+        ];
         let answer = match api::dispatch(ctx, frame, &host) {
-            Ok(handler) => glommio::spawn_local(handler).detach(),
+            Ok(handler) => {
+                // Metrics: the API key is the frame's first two bytes (dispatch checked them).
+                let api_key = i16::from_be_bytes([frame_head[0], frame_head[1]]);
+                let started = std::time::Instant::now();
+                let ctx = ctx.clone();
+                glommio::spawn_local(async move {
+                    let answer = handler.await;
+                    ctx.metrics
+                        .record_request(api_key, started.elapsed(), answer.is_err());
+                    answer
+                })
+                .detach()
+            }
             Err(DispatchError::Respond(response)) => {
                 glommio::spawn_local(async move { Ok(Some(response)) }).detach()
             }

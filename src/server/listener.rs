@@ -90,10 +90,16 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, listener: Listener, shutdown: Sh
             continue;
         }
         open.set(open.get() + 1);
+        let metrics = &ctx.metrics;
+        metrics.connections_open.set(open.get() as u64);
+        metrics
+            .connections_accepted
+            .set(metrics.connections_accepted.get() + 1);
         let (ctx, open) = (ctx.clone(), open.clone());
         glommio::spawn_local(async move {
-            super::connection::serve(ctx, stream).await;
+            super::connection::serve(ctx.clone(), stream).await;
             open.set(open.get() - 1);
+            ctx.metrics.connections_open.set(open.get() as u64);
         })
         .detach();
     }

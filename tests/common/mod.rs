@@ -58,6 +58,13 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(self.data_dir.path().join("data"))
+            // Metrics on an ephemeral port unless a test asks for one: parallel tests' brokers
+            // must not collide on the default 9644.
+            .args(if extra.contains(&"--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

@@ -44,7 +44,10 @@ class Broker:
         standard = []
         if self.standard_flags:
             # A flag given in extra_args replaces the standard one (the CLI takes each once).
-            for flag, value in (("--listen", self.bootstrap), ("--data-dir", str(self.data_dir)), ("--smp", "2")):
+            # Metrics on an ephemeral port: brokers of parallel tests must not collide on 9644.
+            standard_flags = (("--listen", self.bootstrap), ("--data-dir", str(self.data_dir)), ("--smp", "2"),
+                              ("--metrics-listen", "127.0.0.1:0"))
+            for flag, value in standard_flags:
                 if flag not in self.extra_args:
                     standard += [flag, value]
         return [str(BINARY), *standard, *self.extra_args]

@@ -1,0 +1,98 @@
+//! What one shard reports at a scrape: its counters, and the state of what it owns
+//! (partitions, committed offsets), as `Send` values for shard 0 to merge.
+
+use super::HistogramSnapshot;
+use crate::shard_context::ShardContext;
+
+#[derive(Debug, Default)]
+pub struct ShardSnapshot {
+    pub shard: usize,
+    /// Time the executor spent running tasks and polling I/O (glommio's total runtime):
+    /// its rate is the reactor's utilization, Weir's request-handler idle ratio inverted.
+    pub busy_seconds: f64,
+    pub tasks_executed: u64,
+    /// (API key, requests, failures, latency), for APIs that saw requests.
+    pub apis: Vec<(i16, u64, u64, HistogramSnapshot)>,
+    pub bytes_in: Vec<(String, u64)>,
+    pub bytes_out: Vec<(String, u64)>,
+    pub produce_batch_bytes: HistogramSnapshot,
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub cross_shard_calls: u64,
+    pub cross_shard_seconds: f64,
+    pub partitions: Vec<PartitionSnapshot>,
+    /// (group, topic, partition, committed offset) of the groups this shard coordinates.
+    pub committed: Vec<(String, String, i32, i64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    /// A failed write fenced the log: the partition is offline until restart.
+    pub failed: bool,
+    /// Flush windows: with durable topics, one fdatasync each.
+    pub flushes: u64,
+}
+
+/// Runs on each shard.
+pub fn take(ctx: &ShardContext) -> ShardSnapshot {
+    let m = &ctx.metrics;
+    let stats = glommio::executor().executor_stats();
+    let calls = ctx.shard.call_stats();
+    ShardSnapshot {
+        shard: ctx.shard.id(),
+        busy_seconds: stats.total_runtime().as_secs_f64(),
+        tasks_executed: stats.tasks_executed(),
+        apis: m
+            .apis
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.requests.get() > 0)
+            .map(|(key, a)| {
+                (
+                    key as i16,
+                    a.requests.get(),
+                    a.failures.get(),
+                    a.latency.snapshot(),
+                )
+            })
+            .collect(),
+        bytes_in: m
+            .bytes_in
+            .borrow()
+            .iter()
+            .map(|(t, b)| (t.clone(), *b))
+            .collect(),
+        bytes_out: m
+            .bytes_out
+            .borrow()
+            .iter()
+            .map(|(t, b)| (t.clone(), *b))
+            .collect(),
+        produce_batch_bytes: m.produce_batch_bytes.snapshot(),
+        connections_open: m.connections_open.get(),
+        connections_accepted: m.connections_accepted.get(),
+        cross_shard_calls: calls.calls.get(),
+        cross_shard_seconds: calls.round_trip_nanos.get() as f64 / 1e9,
+        partitions: ctx
+            .owned_partitions()
+            .into_iter()
+            .map(|(topic, partition, log)| PartitionSnapshot {
+                topic,
+                partition,
+                size_bytes: log.size_bytes(),
+                segments: log.segment_count(),
+                log_start_offset: log.log_start_offset(),
+                high_watermark: log.high_watermark(),
+                failed: log.is_failed(),
+                flushes: log.windows_flushed(),
+            })
+            .collect(),
+        committed: ctx.groups.all_committed(),
+    }
+}

@@ -1,0 +1,93 @@
+"""The Prometheus endpoint (--metrics-listen): counters move by what real clients did, and
+consumer lag matches what ListOffsets and OffsetFetch say."""
+
+import re
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import free_port
+from helpers import create_topic, unique_topic
+
+
+def scrape(port, path="/metrics"):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return r.read().decode()
+
+
+def value(text, name, **labels):
+    """The sample of `name` with exactly these labels (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if got == {k: str(v) for k, v in labels.items()}:
+            return float(m.group(3))
+    return 0.0
+
+
+@pytest.fixture
+def metered(broker_factory):
+    port = free_port()
+    broker = broker_factory("--metrics-listen", f"127.0.0.1:{port}", "--group-initial-rebalance-delay-ms", "0")
+    broker.metrics_port = port
+    return broker
+
+
+def test_counters_move_by_what_clients_did(metered):
+    topic = create_topic(metered.bootstrap, unique_topic("metered"), partitions=3)
+    before = scrape(metered.metrics_port)
+    producer = Producer({"bootstrap.servers": metered.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(30):
+        producer.produce(topic, value=b"x" * 100, partition=i % 3)
+        producer.flush(10)  # one Produce request per message
+    after = scrape(metered.metrics_port)
+    produced = value(after, "weir_requests_total", api="Produce") - value(before, "weir_requests_total", api="Produce")
+    assert produced == 30
+    bytes_in = value(after, "weir_topic_bytes_in_total", topic=topic)
+    assert 30 * 100 < bytes_in < 30 * 300, "payload plus batch framing"
+    for p in range(3):
+        assert value(after, "weir_log_high_watermark", topic=topic, partition=p) == 10
+        assert value(after, "weir_log_segments", topic=topic, partition=p) == 1
+    assert value(after, "weir_produce_batch_bytes_count") - value(before, "weir_produce_batch_bytes_count") == 30
+    assert sum(value(after, "weir_partitions", shard=s) for s in (0, 1)) >= 3
+    assert value(after, "weir_under_replicated_partitions") == 0
+    assert value(after, "weir_offline_partitions") == 0
+    assert value(after, "weir_reactor_busy_seconds_total", shard=0) > 0
+    assert value(after, 'weir_request_duration_seconds_count', api="Produce") >= 30
+
+
+def test_lag_matches_list_offsets_and_offset_fetch(metered):
+    topic = create_topic(metered.bootstrap, unique_topic("lag"), partitions=2)
+    producer = Producer({"bootstrap.servers": metered.bootstrap, "acks": "all"})
+    for i in range(50):
+        producer.produce(topic, value=b"m", partition=i % 2)
+    producer.flush(10)
+    group = unique_topic("lag-group")
+    consumer = Consumer({"bootstrap.servers": metered.bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 20)], asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)}
+    high = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1)}
+    consumer.close()
+    text = scrape(metered.metrics_port)
+    for p in (0, 1):
+        assert value(text, "weir_consumer_group_lag", group=group, topic=topic, partition=p) == high[p] - committed[p]
+        assert value(text, "weir_consumer_group_committed_offset", group=group, topic=topic, partition=p) == committed[p]
+    assert (high[0] - committed[0], high[1] - committed[1]) == (18, 5)
+
+
+def test_other_paths_and_methods_are_refused(metered):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        scrape(metered.metrics_port, "/nope")
+    assert e.value.code == 404
+    with socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=5) as s:
+        s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 405")
