@@ -118,6 +118,14 @@ impl ShardContext {
         Ok(())
     }
 
+    /// Gives an open partition log the config of its topic's altered overrides. A log not
+    /// open here has nothing to change: it is opened with the configs of the image.
+    pub fn reconfigure_partition(&self, topic: &str, partition: i32, config: LogConfig) {
+        if let Some(log) = self.partition(topic, partition) {
+            log.set_config(config);
+        }
+    }
+
     /// Removes a partition from this shard and deletes its files.
     pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), StorageError> {
         let log = {

@@ -444,6 +444,72 @@ fn every_advertised_version_of_every_api_answers() {
             "DeleteTopics v{v}: UNKNOWN_TOPIC_OR_PARTITION"
         );
     }
+    alter_configs_and_create_partitions_answer_every_version(&mut client, &range);
+}
+
+/// The config and partition APIs at every advertised version: a change that succeeds and a
+/// topic that does not exist, so both answers encode.
+fn alter_configs_and_create_partitions_answer_every_version(
+    client: &mut common::Client,
+    range: &dyn Fn(ApiKey) -> std::ops::RangeInclusive<i16>,
+) {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::incremental_alter_configs_request as incremental;
+
+    let topic = |name: &'static str| StrBytes::from_static_str(name);
+    for v in range(ApiKey::AlterConfigs) {
+        let resources = ["versions", "no-such-topic"].map(|name| {
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(topic(name))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(topic("retention.ms"))
+                    .with_value(Some(topic("86400000")))])
+        });
+        let r: AlterConfigsResponse = client.call(
+            ApiKey::AlterConfigs,
+            v,
+            &AlterConfigsRequest::default().with_resources(resources.to_vec()),
+        );
+        let codes: Vec<_> = r.responses.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 3], "AlterConfigs v{v}");
+    }
+    for v in range(ApiKey::IncrementalAlterConfigs) {
+        let resources = ["versions", "no-such-topic"].map(|name| {
+            incremental::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(topic(name))
+                .with_configs(vec![incremental::AlterableConfig::default()
+                    .with_name(topic("retention.ms"))
+                    .with_config_operation(1)])
+        });
+        let r: IncrementalAlterConfigsResponse = client.call(
+            ApiKey::IncrementalAlterConfigs,
+            v,
+            &IncrementalAlterConfigsRequest::default().with_resources(resources.to_vec()),
+        );
+        let codes: Vec<_> = r.responses.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 3], "IncrementalAlterConfigs v{v}");
+    }
+    for (count, v) in (3..).zip(range(ApiKey::CreatePartitions)) {
+        let topics = [("versions", count), ("no-such-topic", 2)].map(|(name, count)| {
+            CreatePartitionsTopic::default()
+                .with_name(TopicName(topic(name)))
+                .with_count(count)
+                // Null: placed by the broker (an empty list would be zero assignments).
+                .with_assignments(None)
+        });
+        let r: CreatePartitionsResponse = client.call(
+            ApiKey::CreatePartitions,
+            v,
+            &CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(topics.to_vec()),
+        );
+        let codes: Vec<_> = r.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 3], "CreatePartitions v{v}");
+    }
 }
 
 fn uuid_of(client: &mut common::Client) -> uuid::Uuid {

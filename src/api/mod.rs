@@ -4,7 +4,10 @@
 //! (produce record batches stay opaque `Bytes` slices of the frame) and return a response
 //! frame; Fetch writes its own response so that record data can be sent with sendfile.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod config_resources;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
@@ -17,6 +20,7 @@ pub mod fetch_response;
 pub mod find_coordinator;
 pub mod group_route;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -64,6 +68,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -224,6 +231,11 @@ async fn handle(
         RequestKind::DeleteGroups(r) => delete_groups::handle(&ctx, request, r).await,
         RequestKind::OffsetDelete(r) => offset_delete::handle(&ctx, request, r).await,
         RequestKind::DeleteRecords(r) => delete_records::handle(&ctx, request, r).await,
+        RequestKind::AlterConfigs(r) => alter_configs::handle(&ctx, request, r).await,
+        RequestKind::IncrementalAlterConfigs(r) => {
+            incremental_alter_configs::handle(&ctx, request, r).await
+        }
+        RequestKind::CreatePartitions(r) => create_partitions::handle(&ctx, request, r).await,
         // dispatch() admits only SUPPORTED_APIS, each of which has an arm above.
         _ => Err(anyhow::anyhow!("no handler for {:?}", request.api_key)),
     }

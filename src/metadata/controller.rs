@@ -1,19 +1,27 @@
-//! The controller: the one place (shard 0) where topics are created and deleted.
+//! The controller: the one place (shard 0) where topics are created, deleted, grown and
+//! reconfigured.
 //!
 //! Changes are serialized by an async lock, applied to a copy of the image, persisted, carried
-//! out on the owning shards (open or delete logs), then published to every shard. A single
-//! node is the quorum of one; the Raft-backed controller for clusters keeps this interface.
+//! out on the owning shards (open, delete or reconfigure logs), then published to every shard.
+//! A single node is the quorum of one; the Raft-backed controller for clusters keeps this
+//! interface.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::sync::Semaphore;
 use kafka_protocol::error::ResponseError;
+use weir_storage::LogConfig;
 
+use super::config_change::{self, ConfigChange};
 use super::image::least_loaded;
 use super::{snapshot, topic_config, topic_name, MetadataImage, PartitionMeta, TopicMeta};
+use crate::group::OFFSETS_TOPIC;
 use crate::shard_context::ShardContext;
+
+/// Why the controller refuses (part of) a request: the Kafka error and its message.
+pub type Refusal = (ResponseError, String);
 
 /// Kafka's limit on partitions in one CreateTopics/CreatePartitions request for a topic;
 /// bounds what a request can make the broker allocate and open.
@@ -40,6 +48,16 @@ pub struct TopicOutcome {
     pub topic_id: [u8; 16],
     pub num_partitions: i32,
     pub configs: BTreeMap<String, String>,
+}
+
+/// A topic to grow, as asked for by CreatePartitions.
+#[derive(Clone, Debug)]
+pub struct NewPartitions {
+    pub topic: String,
+    /// The partition count the topic is to have.
+    pub count: i32,
+    /// Replica assignment of each new partition; None for automatic placement.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 pub struct Controller {
@@ -130,7 +148,8 @@ pub async fn create_topics(
         outcomes.push(outcome);
     }
     if !created.is_empty() {
-        if let Err(message) = commit(&ctx, image, &created, true).await {
+        let opens = created.iter().flat_map(partitions_of).collect();
+        if let Err(message) = commit(&ctx, image, LogAction::Open, opens).await {
             for outcome in outcomes.iter_mut().filter(|o| o.error.is_none()) {
                 outcome.error = Some((ResponseError::KafkaStorageError, message.clone()));
             }
@@ -158,7 +177,8 @@ pub async fn delete_topics(
         }
     }
     if !removed.is_empty() {
-        if let Err(message) = commit(&ctx, image, &removed, false).await {
+        let deletes = removed.iter().flat_map(partitions_of).collect();
+        if let Err(message) = commit(&ctx, image, LogAction::Delete, deletes).await {
             tracing::error!("deleting topics: {message}");
             for outcome in outcomes.iter_mut().filter(|o| o.2.is_none()) {
                 outcome.2 = Some(ResponseError::KafkaStorageError);
@@ -166,6 +186,176 @@ pub async fn delete_topics(
         }
     }
     outcomes
+}
+
+/// Alters the config overrides of topics (runs on shard 0): AlterConfigs and
+/// IncrementalAlterConfigs. Each topic's change applies whole or not at all; with
+/// `validate_only`, decides everything and changes nothing.
+pub async fn alter_topic_configs(
+    ctx: Rc<ShardContext>,
+    alterations: Vec<(String, ConfigChange)>,
+    validate_only: bool,
+) -> Vec<Result<(), Refusal>> {
+    let _permit = Controller::of(&ctx).exclusive().await;
+    let mut image = (*ctx.image()).clone();
+    let mut outcomes = Vec::with_capacity(alterations.len());
+    let mut altered = BTreeSet::new();
+    for (name, change) in alterations {
+        let outcome = plan_config_change(&image, &name, &change);
+        if let (Ok(configs), false) = (&outcome, validate_only) {
+            let topic = image
+                .topics
+                .get_mut(&name)
+                .expect("plan_config_change refuses topics not in the image");
+            if topic.configs != *configs {
+                topic.configs = configs.clone();
+                altered.insert(name);
+            }
+        }
+        outcomes.push(outcome.map(|_| ()));
+    }
+    if !altered.is_empty() {
+        // From the final image: a topic named twice gets the result of both changes.
+        let reconfigures = altered
+            .iter()
+            .filter_map(|name| image.topic(name))
+            .flat_map(partitions_of)
+            .collect();
+        if let Err(message) = commit(&ctx, image, LogAction::Reconfigure, reconfigures).await {
+            fail_succeeded(&mut outcomes, &message);
+        }
+    }
+    outcomes
+}
+
+/// The overrides a topic would have after `change`, or why it cannot have them.
+fn plan_config_change(
+    image: &MetadataImage,
+    name: &str,
+    change: &ConfigChange,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let topic = image.topic(name).ok_or_else(|| no_such_topic(name))?;
+    config_change::apply(&topic.configs, change).map_err(|e| (e.error_code(), e.to_string()))
+}
+
+/// Grows topics to more partitions (runs on shard 0), placed on the least-loaded shards.
+/// With `validate_only`, decides everything and changes nothing.
+pub async fn create_partitions(
+    ctx: Rc<ShardContext>,
+    requests: Vec<NewPartitions>,
+    validate_only: bool,
+) -> Vec<Result<(), Refusal>> {
+    let _permit = Controller::of(&ctx).exclusive().await;
+    let mut image = (*ctx.image()).clone();
+    let mut load = image.partitions_per_shard(ctx.shard.count());
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut opens = Vec::new();
+    for request in requests {
+        let outcome = plan_partitions(ctx.config.node_id, &image, &request);
+        if let (Ok(current), false) = (&outcome, validate_only) {
+            let topic = image
+                .topics
+                .get_mut(&request.topic)
+                .expect("plan_partitions refuses topics not in the image");
+            let log_config = topic_config::log_config(&topic.configs);
+            for partition in *current..request.count {
+                let shard = least_loaded(&load);
+                load[shard] += 1;
+                topic.partitions.push(PartitionMeta {
+                    owner_shard: shard as u32,
+                });
+                opens.push(PartitionLogChange {
+                    topic: request.topic.clone(),
+                    partition,
+                    owner_shard: shard,
+                    log_config: log_config.clone(),
+                });
+            }
+        }
+        outcomes.push(outcome.map(|_| ()));
+    }
+    if !opens.is_empty() {
+        if let Err(message) = commit(&ctx, image, LogAction::Open, opens).await {
+            fail_succeeded(&mut outcomes, &message);
+        }
+    }
+    outcomes
+}
+
+/// Checks a CreatePartitions request against the topic; returns its current partition count.
+fn plan_partitions(
+    node_id: i32,
+    image: &MetadataImage,
+    request: &NewPartitions,
+) -> Result<i32, Refusal> {
+    if request.topic == OFFSETS_TOPIC {
+        // Every group's coordinator is the hash of its id modulo this count: growing the
+        // topic would move groups away from their committed offsets.
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("The partition count of the internal topic {OFFSETS_TOPIC} cannot be changed; it is set by --offsets-topic-num-partitions when the topic is created."),
+        ));
+    }
+    let topic = image
+        .topic(&request.topic)
+        .ok_or_else(|| no_such_topic(&request.topic))?;
+    let current = topic.partitions.len() as i32;
+    let invalid = |m: String| Err((ResponseError::InvalidPartitions, m));
+    if request.count > PARTITIONS_PER_TOPIC_MAX {
+        return invalid(format!(
+            "Number of partitions {} is over the limit of {PARTITIONS_PER_TOPIC_MAX}.",
+            request.count
+        ));
+    }
+    if request.count < current {
+        return invalid(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {}.",
+            request.count
+        ));
+    }
+    if request.count == current {
+        return invalid(format!("Topic already has {current} partitions."));
+    }
+    if let Some(assignments) = &request.assignments {
+        validate_new_assignments(node_id, request.count - current, assignments)?;
+    }
+    Ok(current)
+}
+
+/// Manual placement of new partitions: one assignment per new partition, each naming only
+/// this broker (every topic has replication factor 1 on a single node).
+fn validate_new_assignments(
+    node_id: i32,
+    added: i32,
+    assignments: &[Vec<i32>],
+) -> Result<(), Refusal> {
+    let invalid = |m: String| Err((ResponseError::InvalidReplicaAssignment, m));
+    if assignments.len() != added as usize {
+        return invalid(format!(
+            "Attempted to add {added} additional partition(s), but {} assignment(s) were specified.",
+            assignments.len()
+        ));
+    }
+    match assignments.iter().find(|a| a.as_slice() != [node_id]) {
+        Some(replicas) => invalid(format!(
+            "Replica assignment {replicas:?} names brokers other than the only broker, {node_id}, or a replication factor other than the topic's 1."
+        )),
+        None => Ok(()),
+    }
+}
+
+fn no_such_topic(name: &str) -> Refusal {
+    (
+        ResponseError::UnknownTopicOrPartition,
+        format!("The topic '{name}' does not exist."),
+    )
+}
+
+/// A change whose metadata was decided but not carried out fails as a storage error.
+fn fail_succeeded(outcomes: &mut [Result<(), Refusal>], message: &str) {
+    for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+        *outcome = Err((ResponseError::KafkaStorageError, message.to_owned()));
+    }
 }
 
 /// Decides a new topic's partition count and configs, or why it cannot be created.
@@ -276,13 +466,48 @@ fn validate_assignments(
     Ok(count)
 }
 
-/// Persists `image`, opens (`create`) or deletes the logs of `topics` on their owners, and
-/// publishes the image to every shard.
+/// One partition whose log a change touches on its owner shard.
+#[derive(Clone, Debug)]
+struct PartitionLogChange {
+    topic: String,
+    partition: i32,
+    owner_shard: usize,
+    log_config: LogConfig,
+}
+
+/// What a committed change does to partition logs on their owner shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogAction {
+    /// New topics or partitions: their logs are created.
+    Open,
+    /// Deleted topics: their logs and files go.
+    Delete,
+    /// Altered configs: the open logs take the new config.
+    Reconfigure,
+}
+
+/// Every partition of `topic`, with the log config of its overrides.
+fn partitions_of(topic: &TopicMeta) -> impl Iterator<Item = PartitionLogChange> + '_ {
+    let log_config = topic_config::log_config(&topic.configs);
+    topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(move |(index, placement)| PartitionLogChange {
+            topic: topic.name.clone(),
+            partition: index as i32,
+            owner_shard: placement.owner_shard as usize,
+            log_config: log_config.clone(),
+        })
+}
+
+/// Persists `image`, carries out `action` on the logs of `partitions` on their owner shards,
+/// and publishes the image to every shard.
 async fn commit(
     ctx: &Rc<ShardContext>,
     mut image: MetadataImage,
-    topics: &[TopicMeta],
-    create: bool,
+    action: LogAction,
+    partitions: Vec<PartitionLogChange>,
 ) -> Result<(), String> {
     image.version += 1;
     let image = Arc::new(image);
@@ -293,51 +518,56 @@ async fn commit(
         .spawn_blocking(move || snapshot::store(&data_dir, &to_store))
         .await
         .map_err(|e| e.to_string())?;
-    let mut first_error = None;
-    if create {
-        // Logs open before the image is published, so no shard routes to a log not yet there.
-        apply_to_owners(ctx, topics, create, &mut first_error).await;
-        publish(ctx, image).await;
-    } else {
+    if action == LogAction::Delete {
         // Deletion publishes first, so no shard routes to a log being deleted.
         publish(ctx, image).await;
-        apply_to_owners(ctx, topics, create, &mut first_error).await;
+        apply_to_owners(ctx, action, partitions).await
+    } else {
+        // Logs open before the image is published, so no shard routes to a log not yet
+        // there. Reconfigured logs change first too: once the image shows the new configs,
+        // every log already runs by them.
+        let result = apply_to_owners(ctx, action, partitions).await;
+        publish(ctx, image).await;
+        result
     }
-    first_error.map_or(Ok(()), Err)
 }
 
+/// Returns the first failure; every partition is attempted regardless.
 async fn apply_to_owners(
     ctx: &Rc<ShardContext>,
-    topics: &[TopicMeta],
-    create: bool,
-    first_error: &mut Option<String>,
-) {
-    let mut calls = Vec::new();
-    for topic in topics {
-        let log_config = topic_config::log_config(&topic.configs);
-        for (index, placement) in topic.partitions.iter().enumerate() {
-            let name = topic.name.clone();
-            let partition = index as i32;
-            let log_config = log_config.clone();
-            calls.push(ctx.shard.invoke_on(
-                placement.owner_shard as usize,
-                move |owner: Rc<ShardContext>| async move {
-                    let result = if create {
-                        owner.open_partition(&name, partition, log_config).await
-                    } else {
-                        owner.delete_partition(&name, partition).await
-                    };
-                    result.map_err(|e| format!("{name}-{partition}: {e}"))
-                },
-            ));
-        }
-    }
+    action: LogAction,
+    partitions: Vec<PartitionLogChange>,
+) -> Result<(), String> {
+    let calls = partitions.into_iter().map(|change| {
+        ctx.shard.invoke_on(
+            change.owner_shard,
+            move |owner: Rc<ShardContext>| async move {
+                let PartitionLogChange {
+                    topic,
+                    partition,
+                    log_config,
+                    ..
+                } = change;
+                let result = match action {
+                    LogAction::Open => owner.open_partition(&topic, partition, log_config).await,
+                    LogAction::Delete => owner.delete_partition(&topic, partition).await,
+                    LogAction::Reconfigure => {
+                        owner.reconfigure_partition(&topic, partition, log_config);
+                        Ok(())
+                    }
+                };
+                result.map_err(|e| format!("{topic}-{partition}: {e}"))
+            },
+        )
+    });
+    let mut first_error = None;
     for result in futures::future::join_all(calls).await {
         if let Err(e) = result.map_err(|e| e.to_string()).and_then(|r| r) {
             tracing::error!("metadata change on owner shard failed: {e}");
             first_error.get_or_insert(e);
         }
     }
+    first_error.map_or(Ok(()), Err)
 }
 
 async fn publish(ctx: &Rc<ShardContext>, image: Arc<MetadataImage>) {
@@ -349,5 +579,83 @@ async fn publish(ctx: &Rc<ShardContext>, image: Arc<MetadataImage>) {
         if let Err(e) = result {
             tracing::warn!("publishing metadata: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_with(name: &str, partitions: usize) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let meta = TopicMeta {
+            name: name.into(),
+            id: [1; 16],
+            partitions: vec![PartitionMeta { owner_shard: 0 }; partitions],
+            configs: BTreeMap::new(),
+        };
+        image.topics.insert(name.into(), meta);
+        image
+    }
+
+    fn grow(
+        image: &MetadataImage,
+        topic: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+    ) -> Result<i32, ResponseError> {
+        let request = NewPartitions {
+            topic: topic.into(),
+            count,
+            assignments,
+        };
+        plan_partitions(0, image, &request).map_err(|(error, _)| error)
+    }
+
+    #[test]
+    fn growing_needs_more_partitions_within_the_limit() {
+        let image = image_with("t", 2);
+        assert_eq!(grow(&image, "t", 3, None), Ok(2), "the current count");
+        assert_eq!(
+            grow(&image, "t", 2, None),
+            Err(ResponseError::InvalidPartitions)
+        );
+        assert_eq!(
+            grow(&image, "t", 1, None),
+            Err(ResponseError::InvalidPartitions)
+        );
+        let over = PARTITIONS_PER_TOPIC_MAX + 1;
+        assert_eq!(
+            grow(&image, "t", over, None),
+            Err(ResponseError::InvalidPartitions)
+        );
+        assert_eq!(
+            grow(&image, "u", 3, None),
+            Err(ResponseError::UnknownTopicOrPartition)
+        );
+    }
+
+    #[test]
+    fn manual_assignments_name_only_this_broker_once_per_new_partition() {
+        let image = image_with("t", 1);
+        assert_eq!(grow(&image, "t", 3, Some(vec![vec![0], vec![0]])), Ok(1));
+        let refused = Err(ResponseError::InvalidReplicaAssignment);
+        assert_eq!(grow(&image, "t", 3, Some(vec![vec![0]])), refused);
+        assert_eq!(
+            grow(&image, "t", 2, Some(vec![])),
+            refused,
+            "empty is not null"
+        );
+        assert_eq!(grow(&image, "t", 2, Some(vec![vec![1]])), refused);
+        assert_eq!(grow(&image, "t", 2, Some(vec![vec![0, 0]])), refused);
+    }
+
+    #[test]
+    fn the_offsets_topic_never_grows() {
+        let image = image_with(OFFSETS_TOPIC, 50);
+        assert_eq!(
+            grow(&image, OFFSETS_TOPIC, 60, None),
+            Err(ResponseError::InvalidRequest)
+        );
     }
 }

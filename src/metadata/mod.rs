@@ -5,6 +5,7 @@
 //! immutable [`MetadataImage`] behind an `Arc`. Request handlers read their shard's image and
 //! never lock.
 
+pub mod config_change;
 pub mod controller;
 pub mod image;
 pub mod snapshot;

@@ -104,7 +104,7 @@ impl PartitionLog {
             .last()
             .expect("a log always has an active segment");
         if active.assigned_size > 0
-            && active.assigned_size + bytes.len() as u64 > self.config.segment_bytes
+            && active.assigned_size + bytes.len() as u64 > self.config().segment_bytes
         {
             state.segments.push(Segment::new(header.base_offset));
         }
@@ -116,7 +116,7 @@ impl PartitionLog {
         active.note_batch(
             position,
             header,
-            u64::from(self.config.index_interval_bytes),
+            u64::from(self.config().index_interval_bytes),
         );
         active.assigned_size += bytes.len() as u64;
         let segment_base = active.base_offset;
@@ -178,12 +178,12 @@ impl PartitionLog {
                 return;
             }
             let mut result = self.write_window(&mut window).await;
-            if let (Ok(_), false) = (&result, self.config.flush_on_append) {
+            if let (Ok(_), false) = (&result, self.config().flush_on_append) {
                 // flush.messages: the window that reaches the count is synced before it is
                 // acknowledged, as Kafka flushes inside the append that crosses it.
                 let end = window.iter().map(|w| w.end_offset).max().unwrap_or(0);
                 let unsynced = (end - self.state.borrow().synced_offset).max(0) as u64;
-                if self.config.flush_messages.is_some_and(|n| unsynced >= n) {
+                if self.config().flush_messages.is_some_and(|n| unsynced >= n) {
                     if let Err(e) = self.sync_unsynced(end).await {
                         result = Err(e);
                     }
@@ -215,7 +215,7 @@ impl PartitionLog {
             if failed {
                 return;
             }
-            if !self.config.flush_on_append {
+            if !self.config().flush_on_append {
                 self.maybe_sync_relaxed().await;
             }
         }
@@ -227,14 +227,14 @@ impl PartitionLog {
         let arm_timer = {
             let mut state = self.state.borrow_mut();
             let unsynced = state.high_watermark > state.synced_offset;
-            let arm = self.config.flush_interval.is_some() && unsynced && !state.sync_timer_armed;
+            let arm = self.config().flush_interval.is_some() && unsynced && !state.sync_timer_armed;
             if arm {
                 state.sync_timer_armed = true;
             }
             arm
         };
         if arm_timer {
-            let interval = self.config.flush_interval.expect("checked above");
+            let interval = self.config().flush_interval.expect("checked above");
             let this = self.this.clone();
             glommio::spawn_local(async move {
                 glommio::timer::sleep(interval).await;
@@ -287,7 +287,7 @@ impl PartitionLog {
             write.position += len as u64;
             window_bytes += len;
             self.persist_index(write.segment_base, &files).await?;
-            if self.config.flush_on_append {
+            if self.config().flush_on_append {
                 files
                     .log
                     .fdatasync()

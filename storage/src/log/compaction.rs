@@ -172,7 +172,7 @@ impl PartitionLog {
     /// Swaps a closed segment's file for its cleaned bytes and reloads its indexes.
     async fn replace_segment(&self, base: i64, cleaned: Vec<u8>) -> Result<(), StorageError> {
         let mut segment = Segment::new(base);
-        let interval = u64::from(self.config.index_interval_bytes);
+        let interval = u64::from(self.config().index_interval_bytes);
         let mut position = 0usize;
         while position < cleaned.len() {
             let header = batch::parse_header(&cleaned[position..])?;

@@ -74,6 +74,18 @@ impl Default for LogConfig {
     }
 }
 
+impl LogConfig {
+    /// Within the bounds the log can work with: `.index` positions are u32, and a zero
+    /// index interval would index every batch.
+    fn normalized(self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes.clamp(1, SEGMENT_BYTES_MAX),
+            index_interval_bytes: self.index_interval_bytes.max(1),
+            ..self
+        }
+    }
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -130,7 +142,8 @@ struct LogState {
 
 pub struct PartitionLog {
     dir: PathBuf,
-    config: LogConfig,
+    /// Changed only by `set_config` (a topic's configs altered while the log is open).
+    config: RefCell<LogConfig>,
     state: RefCell<LogState>,
     /// Tasks waiting for the high watermark to move (appends awaiting durability, long
     /// polls, `flush`, `delete`).
@@ -151,14 +164,9 @@ impl PartitionLog {
         debug_assert!(!segments.is_empty(), "a log always has an active segment");
         let log_start_offset = segments[0].base_offset;
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
-        let config = LogConfig {
-            segment_bytes: config.segment_bytes.clamp(1, SEGMENT_BYTES_MAX),
-            index_interval_bytes: config.index_interval_bytes.max(1),
-            ..config
-        };
         Rc::new_cyclic(|this| PartitionLog {
             dir,
-            config,
+            config: RefCell::new(config.normalized()),
             state: RefCell::new(LogState {
                 segments,
                 log_start_offset,
@@ -187,8 +195,18 @@ impl PartitionLog {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The config in force now (a copy: `set_config` may change it at any await).
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Runs the open log by a new config (the topic's configs were altered). Takes effect
+    /// from the next append: a smaller `segment_bytes` rolls the active segment at the next
+    /// append that would cross it, and segments already written keep their size and index
+    /// spacing, as in Kafka. Data acknowledged unsynced under a relaxed flush policy is
+    /// synced by the next `flush`.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.borrow_mut() = config.normalized();
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -322,5 +340,42 @@ pub(crate) mod testing {
             out.extend(found.iter().map(|h| h.base_offset));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod set_config_tests {
+    use super::testing::{batch, run};
+    use super::{LogConfig, PartitionLog, SEGMENT_BYTES_MAX};
+
+    #[test]
+    fn a_new_config_acts_from_the_next_append() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            for ts in 0..3 {
+                log.append(&batch(&[b"m"], ts)).await.unwrap();
+            }
+            assert_eq!(log.segment_count(), 1);
+            log.set_config(LogConfig {
+                segment_bytes: 1,
+                ..LogConfig::default()
+            });
+            log.append(&batch(&[b"m"], 3)).await.unwrap();
+            log.append(&batch(&[b"m"], 4)).await.unwrap();
+            assert_eq!(log.segment_count(), 3, "one batch per segment from now on");
+            assert_eq!(log.high_watermark(), 5);
+
+            log.set_config(LogConfig {
+                segment_bytes: u64::MAX,
+                index_interval_bytes: 0,
+                ..LogConfig::default()
+            });
+            let config = log.config();
+            assert_eq!(
+                (config.segment_bytes, config.index_interval_bytes),
+                (SEGMENT_BYTES_MAX, 1),
+                "bounded as at open"
+            );
+        });
     }
 }
