@@ -23,7 +23,7 @@ step "cargo test (unit, fuzz smoke, raw-protocol and crash tests against the bin
 cargo test --workspace --release
 
 step "cargo build --release"
-cargo build --release --bin weir
+cargo build --release --bin weir --bin weirctl
 
 step "client integration tests (kcat, kafka-python, confluent-kafka, KafkaJS)"
 # Each test has its own timeout (tests/integration/pytest.ini); this bounds the whole run.

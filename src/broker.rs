@@ -114,6 +114,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
+    crate::host_checks::report(&config);
     let image = Arc::new(load_image(&config)?);
     let last_shutdown =
         clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;

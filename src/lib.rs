@@ -4,6 +4,7 @@
 //! holds topics and placement, `shard_context` is what each shard owns. Logs live in the
 //! `weir-storage` crate; cross-shard calls in `weir-shard`.
 
+pub mod admin;
 pub mod api;
 pub mod broker;
 pub mod clean_shutdown;
@@ -11,6 +12,7 @@ pub mod cleaner;
 pub mod config;
 pub mod fuzzing;
 pub mod group;
+pub mod host_checks;
 pub mod metadata;
 pub mod metrics;
 pub mod retention;
