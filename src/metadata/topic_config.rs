@@ -154,6 +154,10 @@ pub fn effective<'a>(
     overrides.get(def.name).map_or(def.default, String::as_str)
 }
 
+/// Kafka's `segment.ms` default: a segment is rolled at the latest a week after its first
+/// batch.
+const SEGMENT_MS_DEFAULT: i64 = 604_800_000;
+
 /// Storage settings derived from a topic's configs.
 pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
     let number = |name: &str| -> Option<i64> { overrides.get(name).and_then(|v| v.parse().ok()) };
@@ -163,6 +167,11 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
     }
     if let Some(bytes) = number("index.interval.bytes") {
         config.index_interval_bytes = bytes.clamp(0, i64::from(u32::MAX)) as u32;
+    }
+    let segment_ms = number("segment.ms").unwrap_or(SEGMENT_MS_DEFAULT);
+    config.segment_ms = (segment_ms < i64::MAX).then_some(segment_ms);
+    if let Some(bytes) = number("segment.index.bytes") {
+        config.segment_index_bytes = bytes.max(4) as usize;
     }
     // Durable by default: every acknowledged write is fdatasync'd. flush.messages > 1 or
     // flush.ms > 0, set on the topic, relax that explicitly (Kafka's meaning; Long.MAX_VALUE

@@ -97,6 +97,10 @@ pub struct Segment {
     /// Offset after the last batch assigned to this segment.
     pub next_offset: i64,
     pub max_timestamp: i64,
+    /// Max timestamp of the segment's first batch: `segment.ms` rolls when a new batch's
+    /// timestamp is that much later (Kafka's rolling-based timestamp). None when unknown
+    /// (a segment loaded from its indexes).
+    pub first_batch_timestamp: Option<i64>,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Index entries already in the files.
@@ -114,6 +118,7 @@ impl Segment {
             durable_size: 0,
             next_offset: base_offset,
             max_timestamp: i64::MIN,
+            first_batch_timestamp: None,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             index_persisted: 0,
@@ -130,6 +135,8 @@ impl Segment {
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += header.batch_len as u64;
+        self.first_batch_timestamp
+            .get_or_insert(header.max_timestamp);
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.time_index.maybe_push(

@@ -75,7 +75,8 @@ def test_time_retention_deletes_expired_segments_even_the_active_one(broker_fact
     # Records an hour old: expired as soon as the retention pass sees them.
     produce(broker.bootstrap, topic, 100, timestamp_ms=int(time.time() * 1000) - 3_600_000)
     eventually("every expired segment deleted", lambda: watermarks(broker.bootstrap, topic) == (100, 100))
-    assert len(segment_files(broker, topic)) == 1, "only the fresh active segment is left"
+    # The files go right after the log start moves.
+    eventually("only the fresh active segment left on disk", lambda: len(segment_files(broker, topic)) == 1)
     # Fresh data is kept, and offsets go on from where they were.
     produce(broker.bootstrap, topic, 10)
     time.sleep(1)
@@ -122,3 +123,23 @@ def test_delete_records_moves_the_start_and_survives_restart(broker_factory):
     with pytest.raises(KafkaException) as e:
         list(admin.delete_records([TopicPartition(compacted, 0, 2)]).values())[0].result(10)
     assert "POLICY_VIOLATION" in str(e.value)
+
+
+def test_segments_roll_by_segment_ms_and_segment_index_bytes(broker_factory):
+    broker = broker_factory()
+    by_time = create_topic(broker.bootstrap, unique_topic("segms"), configs={"segment.ms": "1000"})
+    base = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    for offset_ms in (0, 500, 1000, 1001, 1500, 2500):
+        producer.produce(by_time, value=b"x", partition=0, timestamp=base + offset_ms)
+        producer.flush(10)
+    # A new segment when a batch is more than segment.ms after the segment's first batch:
+    # [0, 500, 1000], [1001, 1500], [2500].
+    assert len(segment_files(broker, by_time)) == 3
+    by_index = create_topic(broker.bootstrap, unique_topic("segidx"),
+                            configs={"segment.index.bytes": "32", "index.interval.bytes": "1"})
+    for i in range(40):
+        producer.produce(by_index, value=b"y" * 50, partition=0)
+        producer.flush(10)  # a batch per message, an index entry per batch
+    assert len(segment_files(broker, by_index)) >= 8, "4 index entries per segment at most"
+    assert watermarks(broker.bootstrap, by_index) == (0, 40)

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use glommio::io::BufferedFile;
 
-use super::{AppendOutcome, LogState, PartitionLog, PendingWrite};
+use super::{AppendOutcome, LogConfig, LogState, PartitionLog, PendingWrite};
 use crate::batch::{self, BatchHeader};
 use crate::error::StorageError;
 use crate::segment::{Segment, SegmentFiles};
@@ -103,9 +103,7 @@ impl PartitionLog {
             .segments
             .last()
             .expect("a log always has an active segment");
-        if active.assigned_size > 0
-            && active.assigned_size + bytes.len() as u64 > self.config().segment_bytes
-        {
+        if active.assigned_size > 0 && should_roll(active, bytes.len(), header, &self.config()) {
             state.segments.push(Segment::new(header.base_offset));
         }
         let active = state
@@ -420,6 +418,26 @@ impl PartitionLog {
     }
 }
 
+/// Whether a batch must start a new segment (the active one holds data): it would overflow
+/// `segment.bytes`, an index is full (`segment.index.bytes`), or it is `segment.ms` later
+/// than the segment's first batch, as Kafka decides.
+fn should_roll(
+    active: &Segment,
+    batch_bytes: usize,
+    header: &BatchHeader,
+    config: &LogConfig,
+) -> bool {
+    use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+    let too_big = active.assigned_size + batch_bytes as u64 > config.segment_bytes;
+    let index_full = (active.index.len() + 1) * OFFSET_ENTRY_BYTES > config.segment_index_bytes
+        || (active.time_index.len() + 1) * TIME_ENTRY_BYTES > config.segment_index_bytes;
+    let too_old = match (config.segment_ms, active.first_batch_timestamp) {
+        (Some(ms), Some(first)) => header.max_timestamp.saturating_sub(first) > ms,
+        _ => false,
+    };
+    too_big || index_full || too_old
+}
+
 /// Makes a written window visible: segment sizes a read may return and the high watermark
 /// move together, so a reader never sees bytes above the high watermark.
 fn complete_window(state: &mut LogState, window: &[PendingWrite], window_bytes: usize) {
@@ -556,6 +574,46 @@ mod tests {
                 log.offset_for_timestamp(50_000).await.unwrap(),
                 Some((0, 99_000))
             );
+        });
+    }
+
+    #[test]
+    fn segments_roll_by_time_and_by_index_size() {
+        run(|dir| async move {
+            let by_time = LogConfig {
+                segment_ms: Some(1_000),
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.join("time"), by_time).await.unwrap();
+            for ts in [10_000, 10_500, 11_000] {
+                log.append(&batch(&[b"t"], ts)).await.unwrap();
+            }
+            assert_eq!(
+                log.segment_count(),
+                1,
+                "within segment.ms of the first batch"
+            );
+            log.append(&batch(&[b"t"], 11_001)).await.unwrap();
+            assert_eq!(
+                log.segment_count(),
+                2,
+                "1001 ms after the first batch: a new segment"
+            );
+            assert_eq!(all_bases(&log).await, vec![0, 1, 2, 3]);
+
+            let by_index = LogConfig {
+                index_interval_bytes: 1,
+                segment_index_bytes: 4 * crate::index::OFFSET_ENTRY_BYTES,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.join("index"), by_index)
+                .await
+                .unwrap();
+            for i in 0..20 {
+                log.append(&batch(&[b"i"], i)).await.unwrap();
+            }
+            assert!(log.segment_count() >= 4, "{} segments", log.segment_count());
+            assert_eq!(all_bases(&log).await, (0..20).collect::<Vec<_>>());
         });
     }
 

@@ -46,6 +46,12 @@ pub struct LogConfig {
     /// Acknowledge an append only once fdatasync covers it. Default true: an acknowledged
     /// write is on stable storage.
     pub flush_on_append: bool,
+    /// Roll when a batch's timestamp is this much later than the active segment's first
+    /// batch's (`segment.ms`); None never by time.
+    pub segment_ms: Option<i64>,
+    /// Roll when the active segment's offset or time index reaches this size
+    /// (`segment.index.bytes`), so no index grows without bound.
+    pub segment_index_bytes: usize,
     /// Without `flush_on_append`: fdatasync once this many messages are unsynced
     /// (`flush.messages`); None never by count.
     pub flush_messages: Option<u64>,
@@ -56,6 +62,8 @@ pub struct LogConfig {
 
 /// Kafka's `segment.bytes` default.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Kafka's `segment.index.bytes` default.
+pub const SEGMENT_INDEX_BYTES_DEFAULT: usize = 10 * 1024 * 1024;
 /// Kafka's `index.interval.bytes` default.
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
 /// Positions in a segment's `.index` are u32 (Kafka's format), so no segment may grow past
@@ -68,6 +76,8 @@ impl Default for LogConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             flush_on_append: true,
+            segment_ms: None,
+            segment_index_bytes: SEGMENT_INDEX_BYTES_DEFAULT,
             flush_messages: None,
             flush_interval: None,
         }
