@@ -115,6 +115,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
     crate::host_checks::report(&config);
+    topic_config::set_broker_defaults(config.topic_defaults.clone());
     let image = Arc::new(load_image(&config)?);
     let last_shutdown =
         clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;

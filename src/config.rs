@@ -88,6 +88,10 @@ pub struct Flags {
     /// Address of the Prometheus metrics endpoint [default: 127.0.0.1:9644].
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// A broker-wide default for a topic config, as name=value (e.g. retention.ms=86400000);
+    /// repeatable. Topics' own configs override it.
+    #[arg(long = "topic-default")]
+    pub topic_defaults: Vec<String>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -110,6 +114,9 @@ pub struct FileConfig {
     pub log_retention_check_interval_ms: Option<u64>,
     pub log_cleaner_backoff_ms: Option<u64>,
     pub metrics_listen: Option<SocketAddr>,
+    /// `[topic_defaults]`: topic config name = value.
+    #[serde(default)]
+    pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -132,6 +139,8 @@ pub struct Config {
     pub log_retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     pub metrics_listen: SocketAddr,
+    /// Broker-wide topic config defaults (validated like topic configs).
+    pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -202,7 +211,24 @@ impl Config {
                 reason: format!("{offsets_topic_num_partitions} is not in 1..=10000"),
             });
         }
+        let mut topic_defaults = file.topic_defaults.clone();
+        for pair in &flags.topic_defaults {
+            let (name, value) = pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                field: "topic_default",
+                reason: format!("{pair:?} is not name=value"),
+            })?;
+            topic_defaults.insert(name.to_owned(), value.to_owned());
+        }
+        for (name, value) in &topic_defaults {
+            crate::metadata::topic_config::validate(name, value).map_err(|reason| {
+                ConfigError::Invalid {
+                    field: "topic_defaults",
+                    reason,
+                }
+            })?;
+        }
         Ok(Config {
+            topic_defaults,
             metrics_listen: flags
                 .metrics_listen
                 .or(file.metrics_listen)

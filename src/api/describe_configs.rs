@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{str_bytes, Answer, RequestContext};
-use crate::metadata::topic_config::{self, ConfigType, TOPIC_CONFIGS};
+use crate::metadata::topic_config::{self, ConfigType, Source, TOPIC_CONFIGS};
 use crate::shard_context::ShardContext;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -16,12 +16,15 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// One described entry: name, value, source, type.
+/// One described entry: name, value, source, type, and (for topics) the lower levels the
+/// value overrides, as Kafka lists synonyms: the topic's own, the broker's, the default.
 struct Entry {
     name: String,
     value: String,
     source: i8,
     kind: ConfigType,
+    /// (synonym name, value, source) below the entry's own level.
+    lower: Vec<(String, String, i8)>,
 }
 
 pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeConfigsRequest) -> Answer {
@@ -65,10 +68,15 @@ pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeConfigs
 /// config_type exists from v3; kafka-protocol rejects it set in older versions.
 fn describe(entry: Entry, include_synonyms: bool, version: i16) -> DescribeConfigsResourceResult {
     let synonyms = if include_synonyms {
-        vec![DescribeConfigsSynonym::default()
-            .with_name(str_bytes(&entry.name))
-            .with_value(Some(str_bytes(&entry.value)))
-            .with_source(entry.source)]
+        std::iter::once((entry.name.clone(), entry.value.clone(), entry.source))
+            .chain(entry.lower.iter().cloned())
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(&name))
+                    .with_value(Some(str_bytes(&value)))
+                    .with_source(source)
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -90,15 +98,30 @@ fn topic_entries(ctx: &ShardContext, name: &str) -> Result<Vec<Entry>, (Response
     })?;
     Ok(TOPIC_CONFIGS
         .iter()
-        .map(|def| Entry {
-            name: def.name.to_owned(),
-            value: topic_config::effective(&topic.configs, def).to_owned(),
-            source: if topic.configs.contains_key(def.name) {
-                SOURCE_DYNAMIC_TOPIC
-            } else {
-                SOURCE_DEFAULT
-            },
-            kind: def.kind,
+        .map(|def| {
+            let (value, source) = topic_config::effective_with_source(&topic.configs, def);
+            // Kafka lists the broker-level synonyms under the broker config's name.
+            let broker_name = topic_config::broker_config_name(def.name);
+            let mut lower = Vec::new();
+            if let (Source::Topic, Some(b)) = (source, topic_config::broker_default(def.name)) {
+                lower.push((broker_name.clone(), b.to_owned(), SOURCE_STATIC_BROKER));
+            }
+            // The default under the same broker name only when the broker sets nothing (Kafka
+            // names it by another synonym, e.g. log.retention.hours, which Weir does not take).
+            if source != Source::Default && lower.is_empty() && source != Source::Broker {
+                lower.push((broker_name, def.default.to_owned(), SOURCE_DEFAULT));
+            }
+            Entry {
+                name: def.name.to_owned(),
+                value: value.to_owned(),
+                source: match source {
+                    Source::Topic => SOURCE_DYNAMIC_TOPIC,
+                    Source::Broker => SOURCE_STATIC_BROKER,
+                    Source::Default => SOURCE_DEFAULT,
+                },
+                kind: def.kind,
+                lower,
+            }
         })
         .collect())
 }
@@ -121,6 +144,7 @@ fn broker_entries(ctx: &ShardContext, name: &str) -> Result<Vec<Entry>, (Respons
         value,
         source,
         kind,
+        lower: Vec::new(),
     };
     let mut entries = vec![
         entry(

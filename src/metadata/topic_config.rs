@@ -146,12 +146,81 @@ fn validate_enum(name: &str, value: &str) -> Option<()> {
     ok.then_some(())
 }
 
+/// Topic config defaults set for the whole broker (the config file's `[topic_defaults]` or
+/// `--topic-default`, Kafka's static broker configs such as `log.retention.ms`). Set once at
+/// start, before any shard runs, and only read afterwards: a plain load, no lock.
+static BROKER_DEFAULTS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+
+/// Installs the broker-wide defaults; the first call wins (start-up makes exactly one).
+pub fn set_broker_defaults(defaults: BTreeMap<String, String>) {
+    let _ = BROKER_DEFAULTS.set(defaults);
+}
+
+/// The broker-wide default of a topic config, if the operator set one.
+pub fn broker_default(name: &str) -> Option<&'static str> {
+    BROKER_DEFAULTS.get()?.get(name).map(String::as_str)
+}
+
+/// The broker config a topic config defaults from, by Kafka's names (its
+/// `TopicConfigSynonyms`): DescribeConfigs lists it among a topic config's synonyms.
+pub fn broker_config_name(topic_config: &str) -> String {
+    let name = match topic_config {
+        "max.message.bytes" => "message.max.bytes",
+        "segment.ms" => "log.roll.ms",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "compression.type" | "min.insync.replicas" | "unclean.leader.election.enable" => {
+            topic_config
+        }
+        other => return format!("log.{other}"),
+    };
+    name.to_owned()
+}
+
+/// Where a topic's config value comes from (DescribeConfigs' sources).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Set on the topic.
+    Topic,
+    /// The broker's `[topic_defaults]`.
+    Broker,
+    /// Kafka's default.
+    Default,
+}
+
+/// A topic's value for `name`: its override, else the broker default (None for a name that
+/// has neither, the table default applying).
+fn lookup<'a>(overrides: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    overrides
+        .get(name)
+        .map(String::as_str)
+        .or_else(|| broker_default(name))
+}
+
 /// The effective value of `name` for a topic with these overrides.
 pub fn effective<'a>(
     overrides: &'a BTreeMap<String, String>,
     def: &'static TopicConfigDef,
 ) -> &'a str {
-    overrides.get(def.name).map_or(def.default, String::as_str)
+    lookup(overrides, def.name).unwrap_or(def.default)
+}
+
+/// The effective value and where it comes from.
+pub fn effective_with_source<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    def: &'static TopicConfigDef,
+) -> (&'a str, Source) {
+    match (overrides.get(def.name), broker_default(def.name)) {
+        (Some(v), _) => (v, Source::Topic),
+        (None, Some(v)) => (v, Source::Broker),
+        (None, None) => (def.default, Source::Default),
+    }
 }
 
 /// Kafka's `segment.ms` default: a segment is rolled at the latest a week after its first
@@ -160,7 +229,8 @@ const SEGMENT_MS_DEFAULT: i64 = 604_800_000;
 
 /// Storage settings derived from a topic's configs.
 pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
-    let number = |name: &str| -> Option<i64> { overrides.get(name).and_then(|v| v.parse().ok()) };
+    let number =
+        |name: &str| -> Option<i64> { lookup(overrides, name).and_then(|v| v.parse().ok()) };
     let mut config = LogConfig::default();
     if let Some(bytes) = number("segment.bytes") {
         config.segment_bytes = bytes.max(1) as u64;
@@ -191,8 +261,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
 
 /// `max.message.bytes` for a topic: the largest record batch a producer may append.
 pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
-    overrides
-        .get("max.message.bytes")
+    lookup(overrides, "max.message.bytes")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_048_588)
 }
@@ -221,9 +290,7 @@ pub fn compaction_policy(overrides: &BTreeMap<String, String>) -> Option<Compact
 /// Whether the broker stamps its own time on appended batches
 /// (`message.timestamp.type=LogAppendTime`).
 pub fn log_append_time(overrides: &BTreeMap<String, String>) -> bool {
-    overrides
-        .get("message.timestamp.type")
-        .is_some_and(|t| t == "LogAppendTime")
+    lookup(overrides, "message.timestamp.type").is_some_and(|t| t == "LogAppendTime")
 }
 
 /// `retention.ms` / `retention.bytes` of a topic whose `cleanup.policy` deletes old data;
