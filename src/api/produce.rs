@@ -61,7 +61,10 @@ pub async fn handle(
                 match (meta, image.owner(&name, data.index)) {
                     (Some(meta), Some(owner)) => {
                         check_records(data.records, topic_config::max_message_bytes(&meta.configs))
-                            .map(|records| (owner, records))
+                            .and_then(|records| {
+                                check_keys(&records, &meta.configs)?;
+                                Ok((owner, records))
+                            })
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),
                 }
@@ -135,6 +138,22 @@ fn check_records(records: Option<Bytes>, max_message_bytes: usize) -> Result<Byt
         return Err(ResponseError::MessageTooLarge);
     }
     Ok(records)
+}
+
+/// A compacted topic keeps one record per key, so, as Kafka, it refuses records without one
+/// (INVALID_RECORD). Only compacted topics pay for this per-record walk (and decompression).
+fn check_keys(
+    records: &[u8],
+    configs: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ResponseError> {
+    if topic_config::compaction_policy(configs).is_none() {
+        return Ok(());
+    }
+    match weir_storage::every_record_has_a_key(records) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ResponseError::InvalidRecord),
+        Err(_) => Err(ResponseError::CorruptMessage),
+    }
 }
 
 /// Lengths of the batches in an already-validated payload (offset 8: batchLength).

@@ -22,7 +22,7 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{
-    AppendOutcome, CompactionPolicy, CompactionStats, FileSlice, LastShutdown, LogConfig,
-    PartitionLog, RetentionPolicy, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MAX,
+    every_record_has_a_key, AppendOutcome, CompactionPolicy, CompactionStats, FileSlice,
+    LastShutdown, LogConfig, PartitionLog, RetentionPolicy, INDEX_INTERVAL_BYTES_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
 };

@@ -90,3 +90,19 @@ def test_a_compacted_topic_keeps_only_the_last_value_per_key(broker_factory):
     producer.produce(topic, key=b"k0", value=b"after", on_delivery=lambda e, m: got.append(m.offset()))
     producer.flush(10)
     assert got == [produced]
+
+
+def test_a_compacted_topic_refuses_records_without_a_key(broker):
+    topic = create_topic(broker.bootstrap, unique_topic("nokey"), configs={"cleanup.policy": "compact"})
+    results = []
+    for codec in ("none", "gzip"):
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "compression.type": codec,
+                             "message.send.max.retries": 0})
+        producer.produce(topic, value=b"keyless", on_delivery=lambda e, m: results.append(e))
+        producer.produce(topic, key=b"k", value=b"keyed", on_delivery=lambda e, m: results.append(e))
+        producer.flush(10)
+    errors = [e for e in results if e is not None]
+    assert len(results) == 4 and errors, results
+    assert all(e.name() == "INVALID_RECORD" for e in errors)
+    records = consume_all(broker.bootstrap, topic, 1, 10, timeout_s=3)
+    assert all(key is not None for _, _, key, _ in records), "no keyless record was stored"

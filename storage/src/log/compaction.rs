@@ -316,6 +316,21 @@ fn key_hash(key: &[u8]) -> u128 {
     (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
+/// Whether every record of every batch in a validated produce payload has a key: Kafka
+/// refuses keyless records on a compacted topic, since compaction keeps one record per key.
+/// Decompresses compressed batches, so it is run only for compacted topics.
+pub fn every_record_has_a_key(payload: &[u8]) -> Result<bool, StorageError> {
+    let mut at = 0;
+    let mut keyed = true;
+    while at < payload.len() {
+        let header = batch::parse_header(&payload[at..])?;
+        let end = (at + header.batch_len).min(payload.len());
+        for_each_record(&payload[at..end], |record| keyed &= record.key.is_some())?;
+        at += header.batch_len;
+    }
+    Ok(keyed)
+}
+
 /// Calls `f` with every record of a batch (decompressing if needed). Control batches have no
 /// keyed records and are skipped.
 fn for_each_record(batch: &[u8], mut f: impl FnMut(&RecordView)) -> Result<(), StorageError> {
@@ -635,6 +650,15 @@ mod tests {
                 assert_eq!(log.log_end_offset(), end + 1);
             }
         });
+    }
+
+    #[test]
+    fn keyless_records_are_found_in_plain_and_compressed_batches() {
+        let keyed = keyed(&[("a", Some("1")), ("b", Some("2"))], 1, Compression::Gzip);
+        assert!(super::every_record_has_a_key(&keyed).unwrap());
+        let mut payload = keyed.clone();
+        payload.extend_from_slice(&crate::batch::tests::batch(&[b"no key"], 5));
+        assert!(!super::every_record_has_a_key(&payload).unwrap());
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod recovery;
 mod retention;
 mod wait;
 
-pub use compaction::{CompactionPolicy, CompactionStats};
+pub use compaction::{every_record_has_a_key, CompactionPolicy, CompactionStats};
 pub use recovery::LastShutdown;
 pub use retention::RetentionPolicy;
 
