@@ -203,6 +203,30 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             s.shard
         );
     }
+    header(
+        &mut text,
+        "weir_fsyncs_total",
+        "counter",
+        "fdatasyncs of log data, per shard.",
+    );
+    for s in shards {
+        let syncs: u64 = s.partitions.iter().map(|p| p.syncs).sum();
+        let _ = writeln!(text, "weir_fsyncs_total{{shard=\"{}\"}} {syncs}", s.shard);
+    }
+    header(
+        &mut text,
+        "weir_fsync_seconds_total",
+        "counter",
+        "Time spent in those fdatasyncs (divide by the count for the mean latency).",
+    );
+    for s in shards {
+        let seconds: f64 = s.partitions.iter().map(|p| p.sync_seconds).sum();
+        let _ = writeln!(
+            text,
+            "weir_fsync_seconds_total{{shard=\"{}\"}} {seconds}",
+            s.shard
+        );
+    }
     let offline = shards
         .iter()
         .flat_map(|s| &s.partitions)
@@ -343,6 +367,8 @@ mod tests {
             high_watermark: hw,
             failed: false,
             flushes: 3,
+            syncs: 2,
+            sync_seconds: 0.5,
         };
         let mut latency = HistogramSnapshot {
             bounds: vec![0.001, 1.0],
@@ -380,6 +406,7 @@ mod tests {
         assert!(text
             .contains("weir_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 2\n"));
         assert!(text.contains("weir_log_flushes_total{shard=\"0\"} 3\n"));
+        assert!(text.contains("weir_fsyncs_total{shard=\"0\"} 2\n"));
         assert!(text.contains("weir_under_replicated_partitions 0\n"));
     }
 }

@@ -37,6 +37,9 @@ pub struct PartitionSnapshot {
     pub failed: bool,
     /// Flush windows: with durable topics, one fdatasync each.
     pub flushes: u64,
+    /// fdatasyncs of the log's data and their total time.
+    pub syncs: u64,
+    pub sync_seconds: f64,
 }
 
 /// Runs on each shard.
@@ -91,6 +94,8 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
                 high_watermark: log.high_watermark(),
                 failed: log.is_failed(),
                 flushes: log.windows_flushed(),
+                syncs: log.syncs().0,
+                sync_seconds: log.syncs().1.as_secs_f64(),
             })
             .collect(),
         committed: ctx.groups.all_committed(),

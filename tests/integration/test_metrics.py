@@ -58,6 +58,9 @@ def test_counters_move_by_what_clients_did(metered):
         assert value(after, "weir_log_high_watermark", topic=topic, partition=p) == 10
         assert value(after, "weir_log_segments", topic=topic, partition=p) == 1
     assert value(after, "weir_produce_batch_bytes_count") - value(before, "weir_produce_batch_bytes_count") == 30
+    syncs = sum(value(after, "weir_fsyncs_total", shard=s) - value(before, "weir_fsyncs_total", shard=s) for s in (0, 1))
+    assert syncs >= 30, "durable: every acknowledged produce was fdatasync'd"
+    assert sum(value(after, "weir_fsync_seconds_total", shard=s) for s in (0, 1)) > 0
     assert sum(value(after, "weir_partitions", shard=s) for s in (0, 1)) >= 3
     assert value(after, "weir_under_replicated_partitions") == 0
     assert value(after, "weir_offline_partitions") == 0

@@ -247,12 +247,23 @@ impl PartitionLog {
         }
     }
 
+    /// One fdatasync of a segment's log, counted and timed for metrics.
+    async fn timed_sync(&self, files: &SegmentFiles) -> glommio::Result<(), ()> {
+        let started = std::time::Instant::now();
+        let result = files.log.fdatasync().await;
+        let (count, nanos) = self.sync_stats.get();
+        let elapsed = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sync_stats
+            .set((count + 1, nanos.saturating_add(elapsed)));
+        result
+    }
+
     /// fdatasyncs every segment written since the last sync, which covers everything below
     /// `upto`. A failed sync fails the log: what reached the disk is unknown.
     async fn sync_unsynced(&self, upto: i64) -> Result<(), StorageError> {
         let unsynced = std::mem::take(&mut self.state.borrow_mut().unsynced);
         for files in unsynced {
-            if let Err(e) = files.log.fdatasync().await {
+            if let Err(e) = self.timed_sync(&files).await {
                 self.state.borrow_mut().failed = true;
                 self.waiters.wake_all();
                 return Err(StorageError::glommio("syncing", &files.log_path)(e));
@@ -286,9 +297,7 @@ impl PartitionLog {
             window_bytes += len;
             self.persist_index(write.segment_base, &files).await?;
             if self.config().flush_on_append {
-                files
-                    .log
-                    .fdatasync()
+                self.timed_sync(&files)
                     .await
                     .map_err(StorageError::glommio("syncing", &files.log_path))?;
             } else {

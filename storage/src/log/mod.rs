@@ -160,6 +160,8 @@ pub struct PartitionLog {
     waiters: WaitList,
     /// Number of flush windows completed; for tests and metrics (one per fdatasync).
     windows_flushed: Cell<u64>,
+    /// fdatasyncs of data (count, total nanoseconds), for metrics.
+    sync_stats: Cell<(u64, u64)>,
     /// Offset up to which the cleaner has compacted (in memory: after a restart the first
     /// cleaning treats the whole log as dirty, which costs a pass, not correctness).
     cleaned_up_to: Cell<i64>,
@@ -194,6 +196,7 @@ impl PartitionLog {
             }),
             waiters: WaitList::default(),
             windows_flushed: Cell::new(0),
+            sync_stats: Cell::new((0, 0)),
             cleaned_up_to: Cell::new(i64::MIN),
             #[cfg(test)]
             fail_writes: Cell::new(false),
@@ -258,6 +261,12 @@ impl PartitionLog {
     pub fn unsynced_messages(&self) -> u64 {
         let state = self.state.borrow();
         (state.high_watermark - state.synced_offset).max(0) as u64
+    }
+
+    /// fdatasyncs of this log's data since open: (count, total time).
+    pub fn syncs(&self) -> (u64, std::time::Duration) {
+        let (count, nanos) = self.sync_stats.get();
+        (count, std::time::Duration::from_nanos(nanos))
     }
 
     /// True once a write failed: the log takes no more appends until reopened.
