@@ -393,6 +393,26 @@ fn every_advertised_version_of_every_api_answers() {
             "DescribeConfigs v{v}"
         );
     }
+    for v in range(ApiKey::DeleteRecords) {
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        // Partition 1 holds one record per Produce version tried above; move the start by one.
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name())
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(1)
+                    .with_offset(i64::from(v) + 1)])]);
+        let r: DeleteRecordsResponse = client.call(ApiKey::DeleteRecords, v, &request);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.low_watermark),
+            (0, i64::from(v) + 1),
+            "DeleteRecords v{v}"
+        );
+    }
     for v in range(ApiKey::DescribeCluster) {
         let r: DescribeClusterResponse = client.call(
             ApiKey::DescribeCluster,
