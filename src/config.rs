@@ -92,6 +92,9 @@ pub struct Flags {
     /// repeatable. Topics' own configs override it.
     #[arg(long = "topic-default")]
     pub topic_defaults: Vec<String>,
+    /// Log filter, e.g. "debug" or "info,weir::group=debug" [default: $WEIR_LOG, else info].
+    #[arg(long)]
+    pub log_level: Option<String>,
 }
 
 /// The same keys as the flags, from a TOML file.

@@ -150,3 +150,13 @@ def test_any_shard_count_serves_every_partition(broker_factory, smp):
     sent = [producer.send(topic, value=f"{i}".encode()).get(timeout=20).offset for i in range(20)]
     producer.close()
     assert sent == list(range(20))
+
+
+def test_log_level_flag_sets_the_filter_and_a_bad_one_is_refused(broker_factory, tmp_path):
+    quiet = broker_factory("--log-level", "warn")
+    assert "INFO" not in quiet.log(), "--log-level warn keeps info lines out"
+    chatty = broker_factory("--log-level", "info,weir::group=debug")
+    assert "listening on" in chatty.log()
+    r = subprocess.run([str(BINARY), "--data-dir", str(tmp_path / "bad"), "--log-level", "[[["],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "bad log level" in r.stderr
