@@ -92,6 +92,15 @@ async fn committed(
     Ok(Ok(found))
 }
 
+/// (offset, leader epoch, metadata) of a committed offset; -1s and "" where there is none,
+/// as Kafka answers.
+fn fields(committed: Option<crate::group::state::Committed>) -> (i64, i32, String) {
+    match committed {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
 fn topic_response(
     topic: &str,
     partitions: Vec<(i32, Option<crate::group::state::Committed>)>,
@@ -104,10 +113,7 @@ fn topic_response(
             partitions
                 .into_iter()
                 .map(|(partition, committed)| {
-                    let (offset, epoch, metadata) = match committed {
-                        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-                        None => (-1, -1, String::new()),
-                    };
+                    let (offset, epoch, metadata) = fields(committed);
                     let p = OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
@@ -140,10 +146,7 @@ fn group_response(
                             partitions
                                 .into_iter()
                                 .map(|(partition, committed)| {
-                                    let (offset, epoch, metadata) = match committed {
-                                        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-                                        None => (-1, -1, String::new()),
-                                    };
+                                    let (offset, epoch, metadata) = fields(committed);
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(partition)
                                         .with_committed_offset(offset)

@@ -373,23 +373,18 @@ impl GroupCoordinator {
                 let leader = group.is_leader(&new_id);
                 JoinStep::StoreThen(group.to_value(), current_generation(group, &new_id, leader))
             }
-            GroupState::Stable | GroupState::CompletingRebalance => {
+            state => {
                 let (tx, rx) = oneshot::channel();
                 group
                     .members
                     .get_mut(&new_id)
                     .expect("inserted above")
                     .awaiting_join = Some(tx);
-                self.prepare_rebalance(group, now);
-                JoinStep::Wait(rx)
-            }
-            _ => {
-                let (tx, rx) = oneshot::channel();
-                group
-                    .members
-                    .get_mut(&new_id)
-                    .expect("inserted above")
-                    .awaiting_join = Some(tx);
+                // In a settled group the replaced member's assignment may be stale: rebalance.
+                // A group already preparing one just counts the member as rejoined.
+                if matches!(state, GroupState::Stable | GroupState::CompletingRebalance) {
+                    self.prepare_rebalance(group, now);
+                }
                 JoinStep::Wait(rx)
             }
         }

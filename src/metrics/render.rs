@@ -16,27 +16,15 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
 
-    header(&mut text, "weir_reactor_busy_seconds_total", "counter", "Time each shard's executor spent running tasks and polling I/O; its rate is the reactor utilization.");
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_reactor_busy_seconds_total{{shard=\"{}\"}} {}",
-            s.shard, s.busy_seconds
-        );
-    }
-    header(
+    per_shard(&mut text, shards, "weir_reactor_busy_seconds_total", "counter", "Time each shard's executor spent running tasks and polling I/O; its rate is the reactor utilization.", |s| s.busy_seconds);
+    per_shard(
         &mut text,
+        shards,
         "weir_reactor_tasks_total",
         "counter",
         "Tasks run by each shard's executor.",
+        |s| s.tasks_executed as f64,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_reactor_tasks_total{{shard=\"{}\"}} {}",
-            s.shard, s.tasks_executed
-        );
-    }
 
     // Requests, per API (summed over shards).
     let mut apis: BTreeMap<i16, (u64, u64, HistogramSnapshot)> = BTreeMap::new();
@@ -121,112 +109,72 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     );
     histogram(&mut text, "weir_produce_batch_bytes", "", &batches);
 
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_connections_open",
         "gauge",
         "Client connections open, per shard.",
+        |s| s.connections_open as f64,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_connections_open{{shard=\"{}\"}} {}",
-            s.shard, s.connections_open
-        );
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_connections_accepted_total",
         "counter",
         "Client connections accepted, per shard.",
+        |s| s.connections_accepted as f64,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_connections_accepted_total{{shard=\"{}\"}} {}",
-            s.shard, s.connections_accepted
-        );
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_cross_shard_calls_total",
         "counter",
         "Calls a shard made to other shards.",
+        |s| s.cross_shard_calls as f64,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_cross_shard_calls_total{{shard=\"{}\"}} {}",
-            s.shard, s.cross_shard_calls
-        );
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_cross_shard_call_seconds_total",
         "counter",
         "Round-trip time of those calls, in total (divide by the count for the mean).",
+        |s| s.cross_shard_seconds,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_cross_shard_call_seconds_total{{shard=\"{}\"}} {}",
-            s.shard, s.cross_shard_seconds
-        );
-    }
 
     // Partitions.
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_partitions",
         "gauge",
         "Partitions owned, per shard.",
+        |s| s.partitions.len() as f64,
     );
-    for s in shards {
-        let _ = writeln!(
-            text,
-            "weir_partitions{{shard=\"{}\"}} {}",
-            s.shard,
-            s.partitions.len()
-        );
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_log_flushes_total",
         "counter",
         "Log flush windows written (each one fdatasync on a durable topic), per shard.",
+        |s| s.partitions.iter().map(|p| p.flushes).sum::<u64>() as f64,
     );
-    for s in shards {
-        let flushes: u64 = s.partitions.iter().map(|p| p.flushes).sum();
-        let _ = writeln!(
-            text,
-            "weir_log_flushes_total{{shard=\"{}\"}} {flushes}",
-            s.shard
-        );
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_fsyncs_total",
         "counter",
         "fdatasyncs of log data, per shard.",
+        |s| s.partitions.iter().map(|p| p.syncs).sum::<u64>() as f64,
     );
-    for s in shards {
-        let syncs: u64 = s.partitions.iter().map(|p| p.syncs).sum();
-        let _ = writeln!(text, "weir_fsyncs_total{{shard=\"{}\"}} {syncs}", s.shard);
-    }
-    header(
+    per_shard(
         &mut text,
+        shards,
         "weir_fsync_seconds_total",
         "counter",
         "Time spent in those fdatasyncs (divide by the count for the mean latency).",
+        |s| s.partitions.iter().map(|p| p.sync_seconds).sum::<f64>(),
     );
-    for s in shards {
-        let seconds: f64 = s.partitions.iter().map(|p| p.sync_seconds).sum();
-        let _ = writeln!(
-            text,
-            "weir_fsync_seconds_total{{shard=\"{}\"}} {seconds}",
-            s.shard
-        );
-    }
     let offline = shards
         .iter()
         .flat_map(|s| &s.partitions)
@@ -316,6 +264,21 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         }
     }
     text
+}
+
+/// One series per shard: `name{shard="N"} value`, under its HELP and TYPE lines.
+fn per_shard(
+    text: &mut String,
+    shards: &[ShardSnapshot],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&ShardSnapshot) -> f64,
+) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for s in shards {
+        let _ = writeln!(text, "{name}{{shard=\"{}\"}} {}", s.shard, value(s));
+    }
 }
 
 fn histogram(text: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
