@@ -1,0 +1,216 @@
+//! One consumer: assign-style (no group), a fixed set of partitions on one leader, one Fetch
+//! v12 in flight at a time as Kafka's consumers do per broker. Every record is checked off
+//! in the delivery log and its end-to-end latency taken from the intended send time the
+//! producer embedded in the value.
+//!
+//! Hot path: `on_record` runs once per message, on slices borrowed from the response frame;
+//! nothing is allocated per message.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::codec::decode_response;
+use crate::client::connection::connect;
+use crate::clock::monotonic_now_ns;
+use crate::error::BenchError;
+use crate::payload::ValueHeader;
+use crate::protocol::record_reader::for_each_record;
+use crate::stats::delivery::{ConsumedLog, PerProducer};
+use crate::stats::latency::LatencyRecorder;
+use crate::stats::live::LiveCounters;
+use crate::stats::series::TimeSeries;
+
+pub const FETCH_VERSION: i16 = 12;
+/// Short enough that a consumer notices the stop flag promptly, long enough not to spin.
+const FETCH_MAX_WAIT_MS: i32 = 100;
+/// Kafka's `fetch.max.bytes` default.
+const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ConsumerPlan {
+    pub consumer_id: u32,
+    pub run_tag: u32,
+    pub producers: u32,
+    pub topic: String,
+    pub leader: String,
+    /// (partition, offset to start from)
+    pub partitions: Vec<(i32, i64)>,
+    pub partitions_total: u32,
+    /// Kafka's `max.partition.fetch.bytes`.
+    pub partition_max_bytes: i32,
+    pub start_ns: u64,
+    pub warmup_end_ns: u64,
+    pub end_ns: u64,
+    pub live: Arc<LiveCounters>,
+}
+
+#[derive(Debug)]
+pub struct ConsumerOutcome {
+    pub latency: LatencyRecorder,
+    pub series: TimeSeries,
+    pub consumed: ConsumedLog,
+    pub consumed_msgs_total: u64,
+    pub consumed_bytes_total: u64,
+    pub consumed_msgs_window: u64,
+    pub consumed_bytes_window: u64,
+    pub fetch_errors: u64,
+}
+
+struct Tracker {
+    outcome: ConsumerOutcome,
+    run_tag: u32,
+    window: (u64, u64),
+    /// Last sequence seen per (producer, partition), for the order check.
+    last_seq: Vec<Option<u64>>,
+    partitions_total: usize,
+}
+
+impl Tracker {
+    fn on_record(&mut self, partition: usize, value: &[u8], now_ns: u64) {
+        let o = &mut self.outcome;
+        let header = match ValueHeader::decode(value) {
+            Some(h)
+                if h.run_tag == self.run_tag
+                    && (h.producer_id as usize) < o.consumed.seqs.sets.len() =>
+            {
+                h
+            }
+            _ => {
+                o.consumed.foreign += 1;
+                return;
+            }
+        };
+        let producer = header.producer_id as usize;
+        if !o.consumed.seqs.sets[producer].insert(header.seq) {
+            o.consumed.duplicates += 1;
+        }
+        let last = &mut self.last_seq[producer * self.partitions_total + partition];
+        if last.is_some_and(|l| header.seq <= l) {
+            o.consumed.out_of_order += 1;
+        }
+        *last = Some(header.seq);
+        let bytes = value.len() as u64;
+        o.consumed_msgs_total += 1;
+        o.consumed_bytes_total += bytes;
+        let (start, end) = self.window;
+        if now_ns >= start && now_ns < end {
+            o.consumed_msgs_window += 1;
+            o.consumed_bytes_window += bytes;
+        }
+        if header.intended_ns >= start && header.intended_ns < end {
+            let latency_ns = now_ns.saturating_sub(header.intended_ns);
+            o.latency.record_ns(latency_ns);
+            o.series
+                .end_to_end_latency(header.intended_ns)
+                .record_ns(latency_ns);
+        }
+    }
+}
+
+pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchError> {
+    let (mut writer, mut reader) = connect(&plan.leader).await?;
+    let mut offsets: Vec<(i32, i64)> = plan.partitions.clone();
+    let mut tracker = Tracker {
+        outcome: ConsumerOutcome {
+            latency: LatencyRecorder::new(),
+            series: TimeSeries::new(plan.start_ns),
+            consumed: ConsumedLog {
+                seqs: PerProducer::with_producers(plan.producers as usize),
+                ..ConsumedLog::default()
+            },
+            consumed_msgs_total: 0,
+            consumed_bytes_total: 0,
+            consumed_msgs_window: 0,
+            consumed_bytes_window: 0,
+            fetch_errors: 0,
+        },
+        run_tag: plan.run_tag,
+        window: (plan.warmup_end_ns, plan.end_ns),
+        last_seq: vec![None; plan.producers as usize * plan.partitions_total as usize],
+        partitions_total: plan.partitions_total as usize,
+    };
+    let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
+    while !plan.live.consumers_should_stop() {
+        let request = fetch_request(&topic, &offsets, plan.partition_max_bytes);
+        let correlation_id = writer.send(ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        let frame = reader.next_frame().await?;
+        let response: FetchResponse =
+            decode_response(frame, ApiKey::Fetch, FETCH_VERSION, correlation_id)?;
+        let now_ns = monotonic_now_ns();
+        let (msgs_before, bytes_before) = (
+            tracker.outcome.consumed_msgs_total,
+            tracker.outcome.consumed_bytes_total,
+        );
+        if response.error_code != 0 {
+            return Err(BenchError::Broker {
+                code: response.error_code,
+                what: "Fetch".into(),
+            });
+        }
+        for topic_response in &response.responses {
+            for data in &topic_response.partitions {
+                let Some(slot) = offsets.iter_mut().find(|(p, _)| *p == data.partition_index)
+                else {
+                    continue;
+                };
+                if data.error_code != 0 {
+                    tracker.outcome.fetch_errors += 1;
+                    continue;
+                }
+                let Some(records) = &data.records else {
+                    continue;
+                };
+                let partition = data.partition_index as usize;
+                let next = for_each_record(records, |offset, value| {
+                    // A fetch may start inside a batch: skip what was already consumed.
+                    if offset >= slot.1 {
+                        tracker.on_record(partition, value, now_ns);
+                    }
+                })?;
+                if let Some(next) = next {
+                    slot.1 = slot.1.max(next);
+                }
+            }
+        }
+        let msgs = tracker.outcome.consumed_msgs_total - msgs_before;
+        let bytes = tracker.outcome.consumed_bytes_total - bytes_before;
+        tracker.outcome.series.record_consumed(now_ns, msgs, bytes);
+        LiveCounters::add(&plan.live.consumed_msgs, msgs);
+        LiveCounters::add(&plan.live.consumed_bytes, bytes);
+    }
+    Ok(tracker.outcome)
+}
+
+fn fetch_request(
+    topic: &TopicName,
+    offsets: &[(i32, i64)],
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1) // full fetch every time: no incremental fetch sessions
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic.clone())
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|&(partition, offset)| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(offset)
+                            .with_last_fetched_epoch(-1)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(partition_max_bytes)
+                    })
+                    .collect(),
+            )])
+}

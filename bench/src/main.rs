@@ -1,0 +1,128 @@
+//! `weir-bench`: run, compare, presets. Exit 0 on success, 1 when a run fails or its
+//! delivery check fails, 2 for bad usage (clap's convention).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use weir_bench::cli::{Cli, ClientKind, Command, CommonArgs, CompareArgs, RunArgs};
+use weir_bench::clock::unix_now_ms;
+use weir_bench::report::{default_out_dir, table, RunResult};
+use weir_bench::runner::RunOptions;
+use weir_bench::{compare, presets, rdkafka_client, runner, BenchError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Compare(args) => run_compare(&args),
+        Command::Presets => {
+            for name in presets::names() {
+                println!("{name}");
+            }
+            Ok(true)
+        }
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("weir-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_options(
+    bootstrap: &str,
+    common: &CommonArgs,
+    host_limits: bool,
+) -> Result<RunOptions, BenchError> {
+    Ok(RunOptions {
+        bootstrap: bootstrap.to_string(),
+        workload: common.workload.resolve()?,
+        cores: common.cores(),
+        drain_timeout: Duration::from_secs(common.drain_timeout_s),
+        progress: !common.quiet,
+        host_limits: host_limits.then(|| common.host_limits_options()),
+    })
+}
+
+fn run_with_client(client: ClientKind, options: &RunOptions) -> Result<RunResult, BenchError> {
+    match client {
+        ClientKind::Native => runner::run(options),
+        ClientKind::Rdkafka => rdkafka_client::run(options),
+    }
+}
+
+fn run(args: &RunArgs) -> Result<bool, BenchError> {
+    let options = run_options(&args.bootstrap, &args.common, args.host_limits)?;
+    let result = run_with_client(args.common.client, &options)?;
+    println!("{}", table::render(&result));
+    let dir = args
+        .common
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(result.started_at_unix_ms));
+    report_files(&result.write_to(&dir)?);
+    Ok(result.delivery.exactly_once || !result.delivery.checked)
+}
+
+fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
+    if args.targets.len() < 2 {
+        return Err(BenchError::Config(
+            "compare needs at least two --target".into(),
+        ));
+    }
+    let dir = args
+        .common
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(unix_now_ms()));
+    let comparison = compare::compare(&args.targets, args.rounds, |name, address, round| {
+        eprintln!(
+            "--- round {} of {}: {name} ({address}) ---",
+            round + 1,
+            args.rounds
+        );
+        let options = run_options(address, &args.common, false)?;
+        let result = run_with_client(args.common.client, &options)?;
+        println!("{}", table::render(&result));
+        result.write_to(&dir.join(format!("{name}-round{}", round + 1)))?;
+        Ok(result)
+    })?;
+    println!("{}", comparison.render());
+    if args.host_limits {
+        let limits = weir_bench::host_limits::measure(&args.common.host_limits_options())?;
+        println!(
+            "{}",
+            limits.render_against(
+                comparison.median_of(0, |r| r.produce.mb_per_s),
+                comparison.median_of(0, |r| r.consume.mb_per_s)
+            )
+        );
+    }
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("compare.json");
+    let json =
+        serde_json::to_string_pretty(&comparison).map_err(|e| BenchError::Config(e.to_string()))?;
+    std::fs::write(&path, json)?;
+    report_files(&[path]);
+    let all_exact = comparison
+        .targets
+        .iter()
+        .flat_map(|t| &t.runs)
+        .all(|r| r.delivery.exactly_once || !r.delivery.checked);
+    Ok(all_exact)
+}
+
+fn report_files(files: &[PathBuf]) {
+    for file in files {
+        println!("wrote {}", display(file));
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
