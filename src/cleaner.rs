@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::group::now_ms;
+use crate::clock::now_ms;
 use crate::metadata::topic_config;
 use crate::shard_context::ShardContext;
 

@@ -1,12 +1,10 @@
 //! `weirctl produce` / `weirctl consume`: a few records, for debugging.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use serde_json::json;
 
 use super::client::Client;
@@ -21,37 +19,14 @@ pub fn produce(
     key: Option<&str>,
     values: &[String],
 ) -> Result<Output, AdminError> {
-    let now = crate::group::now_ms();
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol keeps one batch while offset - sequence is constant.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: key.map(|k| Bytes::from(k.to_owned())),
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| AdminError::Failed(format!("encoding records: {e}")))?;
+    let key = key.map(|k| Bytes::from(k.to_owned()));
+    let batch = crate::plain_batch::encode_batch(
+        values
+            .iter()
+            .map(|v| (key.clone(), Some(Bytes::from(v.clone()))))
+            .collect(),
+        crate::clock::now_ms(),
+    );
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(30_000)
@@ -59,7 +34,7 @@ pub fn produce(
             .with_name(TopicName(s(topic)))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
-                .with_records(Some(batch.freeze()))])]);
+                .with_records(Some(batch))])]);
     let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request)?;
     let p = response
         .responses

@@ -170,7 +170,7 @@ fn batch_lengths(records: &[u8]) -> impl Iterator<Item = usize> + '_ {
 /// Runs on the owner shard: appends every job concurrently; each completes once durable.
 async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAnswer> {
     // One clock reading per request, as Kafka stamps one time per produce request.
-    let now = crate::group::now_ms();
+    let now = crate::clock::now_ms();
     let appends = jobs.into_iter().map(|job| {
         let log = ctx.partition(&job.topic, job.partition);
         async move {

@@ -12,16 +12,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
 use super::records::{self, GroupValue, OffsetValue};
 use super::state::{Committed, Group, GroupState, JoinOutcome, Member, SyncOutcome};
-use super::{now_ms, partition_for, GroupConfig, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
+use super::{partition_for, GroupConfig, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
+use crate::clock::now_ms;
 use crate::shard_context::ShardContext;
 
 /// How often timers (session expiry, rebalance deadlines, the initial join delay) are checked.
@@ -1202,66 +1200,11 @@ async fn append(
     let log = ctx
         .partition(OFFSETS_TOPIC, partition)
         .ok_or(ResponseError::NotCoordinator)?;
-    let batch = encode_batch(records);
+    let records = records.into_iter().map(|(k, v)| (Some(k), v)).collect();
+    let batch = crate::plain_batch::encode_batch(records, now_ms());
     log.append(&batch).await.map_err(|e| {
         tracing::error!("appending to {OFFSETS_TOPIC}-{partition}: {e}");
         ResponseError::CoordinatorNotAvailable
     })?;
     Ok(())
-}
-
-/// One uncompressed v2 batch of the given key/value records (offsets are stamped by the log).
-pub fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Bytes {
-    let timestamp = now_ms();
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch wherever offset - sequence changes; this keeps
-            // one batch whose base sequence is -1 (no producer id, no sequence).
-            sequence: i as i32 - 1,
-            timestamp,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("an uncompressed v2 batch of in-memory records always encodes");
-    out.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_are_encoded_as_one_plain_batch() {
-        let batch = encode_batch(vec![
-            (Bytes::from_static(b"k1"), Some(Bytes::from_static(b"v"))),
-            (Bytes::from_static(b"k2"), None),
-            (Bytes::from_static(b"k3"), None),
-        ]);
-        let header = weir_storage::batch::check_batch(&batch).unwrap();
-        assert_eq!(header.batch_len, batch.len(), "exactly one batch");
-        assert_eq!(header.records_count, 3);
-        assert_eq!(header.producer_id, -1);
-        assert_eq!(header.base_sequence, -1);
-    }
 }

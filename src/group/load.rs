@@ -16,7 +16,8 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use super::records::{self, GroupValue, Key};
 use super::state::{Group, GroupState, Member};
-use super::{now_ms, OFFSETS_TOPIC};
+use super::OFFSETS_TOPIC;
+use crate::clock::now_ms;
 use crate::shard_context::ShardContext;
 
 /// Bytes read from the log per step while replaying.
@@ -199,8 +200,12 @@ fn restore(group: &mut Group, value: GroupValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::coordinator::encode_batch;
     use crate::group::records::{MemberValue, OffsetValue};
+
+    fn batch_of(records: Vec<(Bytes, Option<Bytes>)>) -> Bytes {
+        let records = records.into_iter().map(|(k, v)| (Some(k), v)).collect();
+        crate::plain_batch::encode_batch(records, 1)
+    }
 
     fn stamp(batch: Bytes, base: i64) -> Bytes {
         let mut b = bytes::BytesMut::from(&batch[..]);
@@ -233,13 +238,13 @@ mod tests {
                 ..MemberValue::default()
             }],
         };
-        let first = encode_batch(vec![
+        let first = batch_of(vec![
             (records::offset_key("g", "t", 0), offset(10)),
             (records::offset_key("g", "t", 1), offset(20)),
             (records::offset_key("gone", "t", 0), offset(1)),
             (records::group_key("g"), Some(records::group_value(&group))),
         ]);
-        let second = encode_batch(vec![
+        let second = batch_of(vec![
             (records::offset_key("g", "t", 0), offset(15)),
             (records::offset_key("g", "t", 1), None),
             (records::group_key("gone"), None),

@@ -65,13 +65,6 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     (hash & 0x7fff_ffff) % partitions.max(1)
 }
 
-/// Milliseconds since the epoch, for the timestamps Kafka stores with commits and groups.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
