@@ -81,6 +81,11 @@ class Ledger:
         with self.lock:
             return dict(self.committed)
 
+    def consumers(self):
+        """The names of the members that consumed anything."""
+        with self.lock:
+            return {m for m, _, _ in self.consumed}
+
     def consumed_set(self):
         with self.lock:
             return {(p, o) for _, p, o in self.consumed}
@@ -320,7 +325,7 @@ def test_confluent_members_split_8_partitions_and_rebalance_on_join_and_leave(br
         b.start()
         wait_for("a and b to split 8 partitions 4/4",
                  lambda: disjoint_cover([a.assignment, b.assignment], 8, sizes=[4, 4]))
-        wait_for("both to consume", lambda: {m for m, _, _ in ledger.consumed} >= {"a", "b"})
+        wait_for("both to consume", lambda: ledger.consumers() >= {"a", "b"})
         marks = {m.name: m.mark() for m in (a, b)}
 
         # A third member joins: every member is revoked and reassigned (eager protocol).
@@ -332,8 +337,8 @@ def test_confluent_members_split_8_partitions_and_rebalance_on_join_and_leave(br
         for m in (a, b):
             kinds = [k for k, _ in m.events_since(marks[m.name])]
             assert "revoke" in kinds and "assign" in kinds, f"the join rebalanced {m.name}: {kinds}"
-        assert [k for k, _ in c.events] == ["assign"] and c.events[0][1] == sorted(c.assignment)
-        wait_for("c to consume", lambda: "c" in {m for m, _, _ in ledger.consumed})
+        assert c.events and c.events[0][0] == "assign", c.events
+        wait_for("c to consume", lambda: "c" in ledger.consumers())
         marks = {m.name: m.mark() for m in (a, b, c)}
 
         # b leaves (close sends LeaveGroup): a and c take over well before b's 10 s session
@@ -351,7 +356,7 @@ def test_confluent_members_split_8_partitions_and_rebalance_on_join_and_leave(br
         time.sleep(1)  # a and c consume b's old partitions for a moment
         delivered = producer.stop()
         assert_all_consumed_once_committed(ledger, delivered, 8, broker.bootstrap, group, topic)
-        assert len(delivered) > 8 * 50
+        assert len(delivered) >= 8 * 20, "traffic went on through the rebalances"
     finally:
         producer.stop_flag.set()
         for m in members:
@@ -456,9 +461,9 @@ def test_a_sigkilled_member_s_partitions_move_after_its_session_timeout_from_its
         wait_for("the victim's partitions to move to the survivor",
                  lambda: survivor.assignment == {0, 1, 2, 3}, timeout_s=20, interval_s=0.02)
         moved_after = time.monotonic() - killed_at
-        # The victim's last heartbeat was at most 300 ms before the kill; its 2 s session ran
-        # out no earlier than 1.7 s after it.
-        assert moved_after >= 1.5, f"the partitions moved {moved_after:.2f} s after the kill, before the session timeout"
+        # The victim's last heartbeat was about 300 ms (its interval) before the kill; its 2 s
+        # session ran out no earlier than ~1.7 s after it (1.2 s leaves room for a late beat).
+        assert moved_after >= 1.2, f"the partitions moved {moved_after:.2f} s after the kill, before the session timeout"
         assert moved_after < 10, f"the partitions moved only {moved_after:.2f} s after the kill"
         assert any(k == "assign" and set(ps) >= victims for k, ps in survivor.events_since(mark))
 
@@ -692,7 +697,7 @@ def test_kafka_python_members_split_8_partitions_and_rebalance_when_one_leaves(b
         b.start()
         wait_for("two kafka-python members to split 8 partitions 4/4",
                  lambda: disjoint_cover([a.assignment, b.assignment], 8, sizes=[4, 4]))
-        wait_for("both to consume", lambda: {m for m, _, _ in ledger.consumed} >= {"kp-a", "kp-b"})
+        wait_for("both to consume", lambda: ledger.consumers() >= {"kp-a", "kp-b"})
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
         try:
             [info] = admin.describe_consumer_groups([group])
@@ -742,7 +747,7 @@ def test_a_restarted_static_member_gets_the_same_partitions_and_nobody_rebalance
         first.start()
         wait_for("two static members to split 6 partitions 3/3",
                  lambda: disjoint_cover([other.assignment, first.assignment], 6, sizes=[3, 3]))
-        wait_for("both to consume", lambda: {m for m, _, _ in ledger.consumed} >= {"other", "bouncer"})
+        wait_for("both to consume", lambda: ledger.consumers() >= {"other", "bouncer"})
         mine, others = first.assignment, other.assignment
         mark = other.mark()
 
@@ -789,14 +794,14 @@ def test_a_static_member_that_does_not_come_back_loses_its_partitions_after_its_
         wait_for("two static members to split 4 partitions",
                  lambda: disjoint_cover([stays.assignment, goes.assignment], 4, sizes=[2, 2]))
         mark = stays.mark()
+        closing_at = time.monotonic()  # its last heartbeat is at most ~300 ms before this
         goes.stop()  # no LeaveGroup: the broker keeps the member until its session runs out
-        closed_at = time.monotonic()
-        time.sleep(2.5)
+        time.sleep(max(0.0, closing_at + 2.5 - time.monotonic()))
         assert stays.events_since(mark) == [], "a static member's close() must not rebalance the group"
         wait_for("the absent static member's partitions to move", lambda: stays.assignment == {0, 1, 2, 3},
                  timeout_s=20)
-        moved_after = time.monotonic() - closed_at
-        assert moved_after >= 3.0, f"moved {moved_after:.1f} s after close, before the 4 s session timeout"
+        moved_after = time.monotonic() - closing_at
+        assert moved_after >= 3.2, f"moved {moved_after:.1f} s after close, before the 4 s session timeout"
     finally:
         stays.stop_flag.set()
         goes.stop_flag.set()
