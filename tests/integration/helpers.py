@@ -62,3 +62,12 @@ def consume_to_end(bootstrap, topic, partitions, timeout_s=60):
     out = consume_all(bootstrap, topic, partitions, total, timeout_s)
     assert len(out) == total, f"read {len(out)} of the {total} stored messages"
     return out
+
+
+# Broker flags for consumer-group tests: no initial rebalance delay, short sessions allowed, and
+# a small __consumer_offsets, so scenarios take seconds.
+GROUP_FLAGS = (
+    "--group-initial-rebalance-delay-ms", "0",
+    "--group-min-session-timeout-ms", "1000",
+    "--offsets-topic-num-partitions", "4",
+)

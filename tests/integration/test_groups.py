@@ -15,13 +15,8 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from helpers import create_topic, unique_topic
+from helpers import GROUP_FLAGS, create_topic, unique_topic
 
-GROUP_FLAGS = (
-    "--group-initial-rebalance-delay-ms", "0",
-    "--group-min-session-timeout-ms", "1000",
-    "--offsets-topic-num-partitions", "4",
-)
 
 
 def produce(bootstrap, topic, count, partitions):

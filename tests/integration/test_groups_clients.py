@@ -30,13 +30,8 @@ from kafka.protocol.api import Request, Response
 from kafka.protocol.types import Array, Int16, Int32, Schema, String
 from kafka.structs import OffsetAndMetadata
 
-from helpers import create_topic, unique_topic
+from helpers import GROUP_FLAGS, create_topic, unique_topic
 
-GROUP_FLAGS = (
-    "--group-initial-rebalance-delay-ms", "0",
-    "--group-min-session-timeout-ms", "1000",
-    "--offsets-topic-num-partitions", "4",
-)
 
 
 # ---------------------------------------------------------------------------------------

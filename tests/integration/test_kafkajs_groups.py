@@ -8,14 +8,9 @@ import subprocess
 
 import pytest
 
-from helpers import unique_topic
+from helpers import GROUP_FLAGS, unique_topic
 
 NODE_DIR = pathlib.Path(__file__).resolve().parents[1] / "node"
-GROUP_FLAGS = (
-    "--group-initial-rebalance-delay-ms", "0",
-    "--group-min-session-timeout-ms", "1000",
-    "--offsets-topic-num-partitions", "4",
-)
 
 
 def run_groups_js(bootstrap, topic, group):
