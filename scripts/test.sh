@@ -24,6 +24,8 @@ cargo test --workspace --release
 
 step "cargo build --release"
 cargo build --release --bin weir --bin weirctl
+# The README's first command must start the broker (not fail on which binary to run).
+cargo run --release -- --version | grep -q '^weir '
 
 step "client integration tests (kcat, kafka-python, confluent-kafka, KafkaJS)"
 # Each test has its own timeout (tests/integration/pytest.ini); this bounds the whole run.
