@@ -264,7 +264,8 @@ impl Producer {
             workload.batch_bytes as usize + workload.message_size.bounds().1 as usize + 64;
         let open = (0..plan.leaders.len())
             .map(|_| OpenBatch {
-                builder: BatchBuilder::with_capacity(batch_capacity),
+                builder: BatchBuilder::with_capacity(batch_capacity)
+                    .with_compression(workload.compression),
                 slots: Vec::new(),
                 value_bytes: 0,
                 opened_ns: 0,

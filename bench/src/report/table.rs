@@ -20,8 +20,8 @@ pub fn render(result: &RunResult) -> String {
     );
     let _ = writeln!(
         out,
-        "workload: {} partitions, {} producers, {} consumers, {} B messages, keys {}, acks={}, batch {} B, linger {} ms, rate {}, {} s warm-up + {} s measured",
-        w.partitions, w.producers, w.consumers, w.message_size, w.keys, w.acks, w.batch_bytes, w.linger_ms, rate, w.warmup_s, w.duration_s
+        "workload: {} partitions, {} producers, {} consumers, {} B messages, keys {}, acks={}, compression {}, batch {} B, linger {} ms, rate {}, {} s warm-up + {} s measured",
+        w.partitions, w.producers, w.consumers, w.message_size, w.keys, w.acks, w.compression, w.batch_bytes, w.linger_ms, rate, w.warmup_s, w.duration_s
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<14}{:>14}{:>10}", "throughput", "msg/s", "MB/s");
