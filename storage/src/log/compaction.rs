@@ -432,7 +432,7 @@ fn walk(
 }
 
 fn codec_error(e: anyhow::Error) -> StorageError {
-    StorageError::Compaction(format!("codec: {e}"))
+    StorageError::Compaction(format!("codec: {e:#}"))
 }
 
 fn decompress(codec: i16, body: Bytes) -> Result<Bytes, StorageError> {
@@ -477,6 +477,7 @@ mod tests {
     use super::super::testing::{read_slice, run};
     use super::super::{LastShutdown, LogConfig, PartitionLog};
     use super::CompactionPolicy;
+    use crate::flush_gate::FlushGate;
 
     /// One batch of (key, value) records, value None a tombstone, all at `timestamp`.
     fn keyed(
@@ -643,9 +644,14 @@ mod tests {
             let expected = contents(&log).await;
             drop(log);
             for last in [LastShutdown::Unclean, LastShutdown::Clean] {
-                let log = PartitionLog::open_after(dir.clone(), config.clone(), last)
-                    .await
-                    .unwrap();
+                let log = PartitionLog::open_after(
+                    dir.clone(),
+                    config.clone(),
+                    last,
+                    FlushGate::unlimited(),
+                )
+                .await
+                .unwrap();
                 assert_eq!(contents(&log).await, expected, "{last:?}");
                 assert_eq!(log.log_end_offset(), end + 1);
             }
@@ -686,5 +692,30 @@ mod tests {
             );
             assert!(log.compact(lagging, 20_000).await.unwrap().is_some());
         });
+    }
+
+    /// A decompression bomb (a small compressed batch that expands past the bound) is an
+    /// error, never an allocation of everything it claims.
+    #[test]
+    fn decompression_past_the_bound_is_refused() {
+        use kafka_protocol::compression::DECOMPRESSED_BYTES_MAX;
+        let zeros = Bytes::from(vec![0u8; DECOMPRESSED_BYTES_MAX + 1]);
+        for codec in [1, 4] {
+            let bomb = super::compress(codec, zeros.clone()).expect("compresses");
+            assert!(bomb.len() < 2 * 1024 * 1024, "codec {codec}: a small input");
+            let error = super::decompress(codec, bomb).expect_err("refused");
+            assert!(
+                error.to_string().contains("exceeds"),
+                "codec {codec}: {error}"
+            );
+        }
+        // Raw snappy declares its length up front: 2^31 as a varint, and nothing else.
+        let declared = Bytes::from_static(&[0x80, 0x80, 0x80, 0x80, 0x08]);
+        assert!(super::decompress(2, declared).is_err());
+        let small = super::compress(4, Bytes::from_static(b"fits")).expect("compresses");
+        assert_eq!(
+            &super::decompress(4, small).expect("within the bound")[..],
+            b"fits"
+        );
     }
 }

@@ -45,3 +45,43 @@ pub trait Decompressor<B: ByteBuf> {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>;
 }
+
+/// Weir patch: the most bytes one decompression may produce. A record batch comes from the
+/// network, and a few KiB of gzip or zstd can expand to gigabytes (a decompression bomb):
+/// every decompressor stops with an error once its output would pass this bound, before
+/// allocating for it. Kafka's own batches are far below it (`message.max.bytes` is 1 MiB
+/// compressed by default; the broker caps a batch at 64 MiB).
+pub const DECOMPRESSED_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Weir patch: a writer that refuses to grow past `DECOMPRESSED_BYTES_MAX`.
+pub(crate) struct BoundedWriter<W> {
+    inner: W,
+    written: usize,
+}
+
+impl<W> BoundedWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        BoundedWriter { inner, written: 0 }
+    }
+
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for BoundedWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.written.saturating_add(data.len()) > DECOMPRESSED_BYTES_MAX {
+            return Err(std::io::Error::other(format!(
+                "decompressed data exceeds {DECOMPRESSED_BYTES_MAX} bytes"
+            )));
+        }
+        let n = self.inner.write(data)?;
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

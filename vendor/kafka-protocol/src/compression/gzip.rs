@@ -8,7 +8,7 @@ use flate2::Compression;
 
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
 
-use super::{Compressor, Decompressor};
+use super::{BoundedWriter, Compressor, Decompressor};
 
 /// Gzip compression algorithm. See [Kafka's broker configuration](https://kafka.apache.org/documentation/#brokerconfigs_compression.type)
 /// for more information.
@@ -41,8 +41,8 @@ impl<B: ByteBuf> Decompressor<B> for Gzip {
     {
         let mut tmp = BytesMut::new();
 
-        // Decompress directly from the input buffer
-        let mut d = GzDecoder::new((&mut tmp).writer());
+        // Decompress directly from the input buffer (Weir patch: bounded output)
+        let mut d = GzDecoder::new(BoundedWriter::new((&mut tmp).writer()));
         d.write_all(&buf.copy_to_bytes(buf.remaining()))
             .context("Failed to decompress gzip")?;
         d.finish().context("Failed to decompress gzip")?;

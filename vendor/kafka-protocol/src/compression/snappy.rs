@@ -4,7 +4,7 @@ use snap::raw::*;
 
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
 
-use super::{Compressor, Decompressor};
+use super::{Compressor, Decompressor, DECOMPRESSED_BYTES_MAX};
 
 /// Kafka variant of the snappy compression algorithm. See
 /// <https://github.com/xerial/snappy-java?tab=readme-ov-file#compatibility-notes> for notes about
@@ -81,6 +81,10 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
             let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            // Weir patch: the length comes from the input; bound it before allocating.
+            if actual_len > DECOMPRESSED_BYTES_MAX {
+                anyhow::bail!("decompressed data exceeds {DECOMPRESSED_BYTES_MAX} bytes");
+            }
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -105,6 +109,12 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             let uncompressed_block_length = decompress_len(&compressed_block)
                 .context("failed to get snappy uncompressed length")?;
             let uncompressed_block_start = uncompressed.len();
+            // Weir patch: block lengths come from the input; bound the total before allocating.
+            if uncompressed_block_start.saturating_add(uncompressed_block_length)
+                > DECOMPRESSED_BYTES_MAX
+            {
+                anyhow::bail!("decompressed data exceeds {DECOMPRESSED_BYTES_MAX} bytes");
+            }
             uncompressed.resize(
                 uncompressed_block_start.saturating_add(uncompressed_block_length),
                 0,
