@@ -109,25 +109,29 @@ fn load_image(config: &Config) -> anyhow::Result<MetadataImage> {
     Ok(image)
 }
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
-    crate::host_checks::report(&config);
+    let profile = crate::host_checks::report(&config);
+    let flush_concurrency = crate::host_checks::flush_concurrency(&config, profile.as_ref());
+    config.log_flush_concurrency = Some(flush_concurrency.map_or(0, |n| n.get()));
     topic_config::set_broker_defaults(config.topic_defaults.clone());
     let image = Arc::new(load_image(&config)?);
     let last_shutdown =
         clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;
     tracing::info!(
-        "starting: {} shard(s), data dir {}, {} topic(s), last shutdown {}",
+        "starting: {} shard(s), data dir {}, {} topic(s), last shutdown {}, flushes in flight \
+         per shard: {}",
         config.smp,
         config.data_dir.display(),
         image.topics.len(),
         match last_shutdown {
             LastShutdown::Clean => "clean",
             LastShutdown::Unclean => "unclean: re-validating active segments",
-        }
+        },
+        flush_concurrency.map_or("no limit".to_string(), |n| n.to_string())
     );
     shutdown::block_signals().context("blocking signals")?;
     let shutdown = Shutdown::default();

@@ -88,6 +88,10 @@ pub struct Flags {
     /// Address of the Prometheus metrics endpoint [default: 127.0.0.1:9644].
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Flushes (write + fdatasync) a shard keeps in flight at once over all its partitions;
+    /// 0 = no limit [default: the disk profile's knee shared by the shards, else no limit].
+    #[arg(long)]
+    pub log_flush_concurrency: Option<usize>,
     /// A broker-wide default for a topic config, as name=value (e.g. retention.ms=86400000);
     /// repeatable. Topics' own configs override it.
     #[arg(long = "topic-default")]
@@ -117,6 +121,7 @@ pub struct FileConfig {
     pub log_retention_check_interval_ms: Option<u64>,
     pub log_cleaner_backoff_ms: Option<u64>,
     pub metrics_listen: Option<SocketAddr>,
+    pub log_flush_concurrency: Option<usize>,
     /// `[topic_defaults]`: topic config name = value.
     #[serde(default)]
     pub topic_defaults: std::collections::BTreeMap<String, String>,
@@ -142,6 +147,9 @@ pub struct Config {
     pub log_retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     pub metrics_listen: SocketAddr,
+    /// Flushes in flight per shard (0: no limit). Set by flag or file; None until the broker
+    /// sizes it at start from the disk profile (`host_checks::flush_concurrency`).
+    pub log_flush_concurrency: Option<usize>,
     /// Broker-wide topic config defaults (validated like topic configs).
     pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
@@ -232,6 +240,7 @@ impl Config {
         }
         Ok(Config {
             topic_defaults,
+            log_flush_concurrency: flags.log_flush_concurrency.or(file.log_flush_concurrency),
             metrics_listen: flags
                 .metrics_listen
                 .or(file.metrics_listen)

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use weir_shard::Shard;
-use weir_storage::{LastShutdown, LogConfig, PartitionLog, StorageError};
+use weir_storage::{FlushGate, LastShutdown, LogConfig, PartitionLog, StorageError};
 
 use crate::config::Config;
 use crate::group::coordinator::GroupCoordinator;
@@ -31,6 +31,8 @@ pub struct ShardContext {
     pub groups: GroupCoordinator,
     /// This shard's counters, read at a metrics scrape.
     pub metrics: crate::metrics::ShardMetrics,
+    /// How many of this shard's partitions may flush at once (`--log-flush-concurrency`).
+    flush_gate: Rc<FlushGate>,
 }
 
 impl ShardContext {
@@ -40,7 +42,9 @@ impl ShardContext {
         image: Arc<MetadataImage>,
     ) -> Self {
         let controller = (shard.id() == 0).then(Controller::new);
+        let flush_depth = std::num::NonZeroUsize::new(config.log_flush_concurrency.unwrap_or(0));
         ShardContext {
+            flush_gate: FlushGate::new(flush_depth),
             shard,
             groups: GroupCoordinator::new(GroupConfig::from_config(&config)),
             metrics: crate::metrics::ShardMetrics::default(),
@@ -108,8 +112,13 @@ impl ShardContext {
             self.shard.id(),
             "a partition's log is opened only by its owner shard"
         );
-        let log =
-            PartitionLog::open_after(self.partition_dir(topic, partition), config, last).await?;
+        let log = PartitionLog::open_after(
+            self.partition_dir(topic, partition),
+            config,
+            last,
+            self.flush_gate.clone(),
+        )
+        .await?;
         self.partitions
             .borrow_mut()
             .entry(topic.to_owned())

@@ -8,10 +8,12 @@
 //!
 //! Where things are: `batch` (the v2 batch format, produce validation), `index` (the sparse
 //! `.index`/`.timeindex`), `segment` (one segment's files and scan), `log` (the partition
-//! log: `append`, `read`, `recovery`), `error`.
+//! log: `append`, `read`, `recovery`, `retention`, `compaction`), `flush_gate` (a shard's
+//! limit on flushes in flight), `error`.
 
 pub mod batch;
 pub mod error;
+pub mod flush_gate;
 pub mod index;
 pub mod log;
 pub mod segment;
@@ -21,6 +23,7 @@ pub use batch::{
     BatchSummary, BATCH_BYTES_MAX,
 };
 pub use error::StorageError;
+pub use flush_gate::FlushGate;
 pub use log::{
     every_record_has_a_key, AppendOutcome, CompactionPolicy, CompactionStats, FileSlice,
     LastShutdown, LogConfig, PartitionLog, RetentionPolicy, INDEX_INTERVAL_BYTES_DEFAULT,

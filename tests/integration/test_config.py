@@ -5,7 +5,8 @@ import subprocess
 import time
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 
 import wire
 from conftest import BINARY, free_port
@@ -160,3 +161,69 @@ def test_log_level_flag_sets_the_filter_and_a_bad_one_is_refused(broker_factory,
     r = subprocess.run([str(BINARY), "--data-dir", str(tmp_path / "bad"), "--log-level", "[[["],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "bad log level" in r.stderr
+
+
+PROFILE = """format_version = 1
+measured_at_unix_s = 1764000000
+data_dir = "{data_dir}"
+duration_s = 1.0
+
+[sequential_write]
+block_bytes = 1048576
+bytes_per_sync = 8388608
+bandwidth_bytes_per_s = 400000000
+
+[fdatasync]
+write_bytes = 4096
+samples = 100
+latency_us_p50 = 150
+latency_us_p99 = 300
+latency_us_p999 = 600
+latency_us_max = 900
+
+[concurrency]
+write_bytes = 262144
+knee_depth = {knee}
+
+[[concurrency.steps]]
+depth = 1
+bandwidth_bytes_per_s = 300000000
+"""
+
+
+def produce_to_every_partition(bootstrap, partitions=8, per_partition=50):
+    """acks=all to every partition of a new topic at once; returns the offsets acknowledged
+    per partition."""
+    topic = unique_topic("gate")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    futures = [producer.send(topic, value=f"{p}-{i}".encode(), partition=p)
+               for i in range(per_partition) for p in range(partitions)]
+    acked = {}
+    for future in futures:
+        meta = future.get(timeout=30)
+        acked.setdefault(meta.partition, []).append(meta.offset)
+    producer.close()
+    return acked
+
+
+@pytest.mark.parametrize("knee, flag, expected", [
+    (6, None, "3"),     # the profile's knee shared by 2 shards
+    (6, "1", "1"),      # the flag wins over the profile
+    (None, None, "no limit"),
+    (None, "0", "no limit"),
+], ids=["from-profile", "flag-wins", "no-profile", "flag-zero"])
+def test_flush_concurrency_is_sized_from_the_disk_profile(broker_factory, tmp_path, knee, flag, expected):
+    data_dir = tmp_path / f"gate-{knee}-{flag}"
+    data_dir.mkdir()
+    if knee is not None:
+        (data_dir / "io-profile.toml").write_text(PROFILE.format(data_dir=data_dir, knee=knee))
+    extra = ("--log-flush-concurrency", flag) if flag is not None else ()
+    broker = broker_factory(*extra, data_dir=data_dir)
+    assert f"flushes in flight per shard: {expected}" in broker.log()
+    if knee is not None:
+        assert f"bandwidth knee at {knee} concurrent flushes" in broker.log()
+    acked = produce_to_every_partition(broker.bootstrap)
+    assert acked == {p: list(range(50)) for p in range(8)}, "every partition dense and complete"

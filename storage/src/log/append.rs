@@ -162,6 +162,14 @@ impl PartitionLog {
     /// window is in flight gather in the next one: one fdatasync covers them all.
     async fn flush_loop(self: Rc<Self>) {
         loop {
+            // Entered before the window is taken: while the shard's other partitions hold
+            // the device, this one's window keeps gathering batches for the same fdatasync.
+            // A flusher with nothing pending leaves without waiting for the gate.
+            let permit = if self.state.borrow().pending.is_empty() {
+                None
+            } else {
+                Some(self.flush_gate.enter().await)
+            };
             let mut window = {
                 let mut state = self.state.borrow_mut();
                 let spare = std::mem::take(&mut state.spare_pending);
@@ -209,6 +217,7 @@ impl PartitionLog {
                     }
                 }
             };
+            drop(permit);
             self.waiters.wake_all();
             if failed {
                 return;
@@ -559,6 +568,51 @@ mod tests {
             assert_eq!(
                 read,
                 outcomes.iter().map(|o| o.base_offset).collect::<Vec<_>>()
+            );
+        });
+    }
+
+    #[test]
+    fn logs_sharing_a_gate_of_one_lose_nothing_and_group_their_appends() {
+        run(|dir| async move {
+            let gate = crate::flush_gate::FlushGate::new(std::num::NonZeroUsize::new(1));
+            let mut logs = Vec::new();
+            for p in 0..4 {
+                let log = PartitionLog::open_after(
+                    dir.with_file_name(format!("gated-{p}")),
+                    LogConfig::default(),
+                    super::super::LastShutdown::Unclean,
+                    gate.clone(),
+                )
+                .await
+                .unwrap();
+                logs.push(log);
+            }
+            let tasks: Vec<_> = (0..200)
+                .map(|i| {
+                    let log = logs[i % 4].clone();
+                    glommio::spawn_local(async move {
+                        let outcome = log.append(&batch(&[b"v"], i as i64)).await.unwrap();
+                        outcome.base_offset
+                    })
+                })
+                .collect();
+            let offsets = futures::future::join_all(tasks).await;
+            for (p, log) in logs.iter().enumerate() {
+                let mine: Vec<i64> = offsets.iter().skip(p).step_by(4).copied().collect();
+                assert_eq!(
+                    mine,
+                    (0..50).collect::<Vec<_>>(),
+                    "partition {p}: dense, in order"
+                );
+                assert_eq!(log.high_watermark(), 50);
+                assert_eq!(all_bases(log).await.len(), 50, "partition {p}: all on disk");
+            }
+            assert_eq!(gate.in_flight(), 0, "every flusher gave its permit back");
+            let windows: u64 = logs.iter().map(|l| l.windows_flushed()).sum();
+            assert!(
+                windows < 200,
+                "waiting at the gate groups appends: {windows} windows for 200"
             );
         });
     }

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use crate::error::StorageError;
+use crate::flush_gate::FlushGate;
 use crate::segment::{Segment, SegmentFiles};
 
 use self::wait::WaitList;
@@ -165,6 +166,8 @@ pub struct PartitionLog {
     /// Offset up to which the cleaner has compacted (in memory: after a restart the first
     /// cleaning treats the whole log as dirty, which costs a pass, not correctness).
     cleaned_up_to: Cell<i64>,
+    /// The shard's limit on flush windows in flight, shared with its other logs.
+    flush_gate: Rc<FlushGate>,
     /// Fault injection: when set, the next windows fail as a failing disk would.
     #[cfg(test)]
     fail_writes: Cell<bool>,
@@ -172,7 +175,12 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    fn new(dir: PathBuf, config: LogConfig, segments: Vec<Segment>) -> Rc<PartitionLog> {
+    fn new(
+        dir: PathBuf,
+        config: LogConfig,
+        segments: Vec<Segment>,
+        flush_gate: Rc<FlushGate>,
+    ) -> Rc<PartitionLog> {
         debug_assert!(!segments.is_empty(), "a log always has an active segment");
         let log_start_offset = segments[0].base_offset;
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
@@ -198,6 +206,7 @@ impl PartitionLog {
             windows_flushed: Cell::new(0),
             sync_stats: Cell::new((0, 0)),
             cleaned_up_to: Cell::new(i64::MIN),
+            flush_gate,
             #[cfg(test)]
             fail_writes: Cell::new(false),
             this: this.clone(),

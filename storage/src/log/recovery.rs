@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use super::{LogConfig, PartitionLog};
 use crate::error::StorageError;
+use crate::flush_gate::FlushGate;
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::segment::{self, Segment, SegmentFiles};
 
@@ -32,15 +33,17 @@ impl PartitionLog {
         dir: std::path::PathBuf,
         config: LogConfig,
     ) -> Result<Rc<Self>, StorageError> {
-        Self::open_after(dir, config, LastShutdown::Unclean).await
+        Self::open_after(dir, config, LastShutdown::Unclean, FlushGate::unlimited()).await
     }
 
     /// Opens the log, trusting the active segment as far as `last` allows. A clean shutdown
-    /// makes a restart cost index reads, not a CRC pass over every active segment.
+    /// makes a restart cost index reads, not a CRC pass over every active segment. Its
+    /// flushes go through `flush_gate`, the limit its shard shares among its logs.
     pub async fn open_after(
         dir: std::path::PathBuf,
         config: LogConfig,
         last: LastShutdown,
+        flush_gate: Rc<FlushGate>,
     ) -> Result<Rc<Self>, StorageError> {
         // Plain syscalls: once per partition, at creation or start, never on the data path.
         std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
@@ -72,7 +75,7 @@ impl PartitionLog {
             segments.push(active);
         }
         let checkpoint = super::retention::read_log_start_checkpoint(&dir)?;
-        let log = PartitionLog::new(dir, config, segments);
+        let log = PartitionLog::new(dir, config, segments, flush_gate);
         if let Some(start) = checkpoint {
             // DeleteRecords moved the start past the first segment's base. Never past the
             // end: recovery may have cut a torn tail the checkpoint was taken beyond.
@@ -251,6 +254,7 @@ mod tests {
     use super::super::testing::{all_bases, batch, run, small_segments};
     use super::super::{LogConfig, PartitionLog};
     use crate::error::StorageError;
+    use crate::flush_gate::FlushGate;
     use crate::segment;
 
     #[test]
@@ -269,10 +273,14 @@ mod tests {
             log.flush().await.unwrap();
             let (hw, size) = (log.high_watermark(), log.size_bytes());
             drop(log);
-            let log =
-                PartitionLog::open_after(dir.clone(), config.clone(), super::LastShutdown::Clean)
-                    .await
-                    .unwrap();
+            let log = PartitionLog::open_after(
+                dir.clone(),
+                config.clone(),
+                super::LastShutdown::Clean,
+                FlushGate::unlimited(),
+            )
+            .await
+            .unwrap();
             assert_eq!((log.high_watermark(), log.size_bytes()), (hw, size));
             assert_eq!(all_bases(&log).await, (0..100).collect::<Vec<_>>());
             assert_eq!(log.offset_for_timestamp(57).await.unwrap(), Some((57, 57)));
