@@ -100,12 +100,19 @@ impl Comparison {
         for t in &self.targets {
             let _ = write!(out, "{:>14}", t.name);
         }
-        for t in self.targets.iter().skip(1) {
-            let _ = write!(
-                out,
-                "{:>12}",
-                format!("{}/{}", t.name, self.targets[0].name)
-            );
+        // A ratio column is as wide as its header ("b/a") plus a gap, at least 12.
+        let ratio_headers: Vec<String> = self
+            .targets
+            .iter()
+            .skip(1)
+            .map(|t| format!("{}/{}", t.name, self.targets[0].name))
+            .collect();
+        let ratio_widths: Vec<usize> = ratio_headers
+            .iter()
+            .map(|h| (h.len() + 2).max(12))
+            .collect();
+        for (header, width) in ratio_headers.iter().zip(&ratio_widths) {
+            let _ = write!(out, "{header:>width$}");
         }
         out.push('\n');
         for (name, metric, higher_is_better) in METRICS {
@@ -116,7 +123,7 @@ impl Comparison {
             for m in &medians {
                 let _ = write!(out, "{:>14}", format_value(*m));
             }
-            for m in medians.iter().skip(1) {
+            for (m, width) in medians.iter().skip(1).zip(&ratio_widths) {
                 let ratio = m / medians[0];
                 let better = if !ratio.is_finite() || (ratio - 1.0).abs() < 0.005 {
                     ""
@@ -125,7 +132,7 @@ impl Comparison {
                 } else {
                     " -"
                 };
-                let _ = write!(out, "{:>12}", format!("{ratio:.2}x{better}"));
+                let _ = write!(out, "{:>width$}", format!("{ratio:.2}x{better}"));
             }
             out.push('\n');
         }
@@ -194,5 +201,18 @@ mod tests {
             .expect("row");
         assert!(row.contains("2.00x +"), "{row}");
         assert!(table.contains("exactly once in every run"));
+    }
+
+    #[test]
+    fn long_target_names_keep_their_columns_apart() {
+        let targets = vec![
+            ("nolimit".to_string(), "x:1".to_string()),
+            ("gate8".to_string(), "y:2".to_string()),
+        ];
+        let comparison = compare(&targets, 1, |_, _, _| Ok(sample_result())).expect("runs");
+        let table = comparison.render();
+        let header = table.lines().next().expect("a header");
+        assert!(header.ends_with("gate8  gate8/nolimit"), "{header:?}");
+        assert!(header.contains(" gate8 "), "{header:?}");
     }
 }
