@@ -186,7 +186,7 @@ fn an_untuned_host_gets_warnings_with_fixes() {
     assert!(findings.iter().all(|f| !f.check.ends_with("docker0")));
 
     let nofile = finding(&findings, "io_uring.nofile");
-    assert!(nofile.fix.contains("ulimit -n 4088"), "{}", nofile.fix);
+    assert!(nofile.fix.contains("ulimit -n 5088"), "{}", nofile.fix);
 
     let governor = finding(&findings, "cpu.governor");
     assert_eq!(governor.tweaks.len(), 4, "one write per shard CPU");

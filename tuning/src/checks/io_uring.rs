@@ -13,8 +13,10 @@ pub const KERNEL_MIN: (u32, u32) = (5, 8);
 /// writes) instead of being punted to io-wq worker threads; ext4 and btrfs followed.
 pub const KERNEL_RECOMMENDED: (u32, u32) = (6, 0);
 
-/// Files each partition keeps open: the active segment's `.log`, `.index` and `.timeindex`.
-pub const FILES_PER_PARTITION: u64 = 3;
+/// Files each partition keeps open: the active segment's `.log` (twice: the io_uring write
+/// handle, and the plain read descriptor fetches send from with sendfile), `.index` and
+/// `.timeindex` (`weir_storage::segment::SegmentFiles`).
+pub const FILES_PER_PARTITION: u64 = 4;
 /// Sockets and everything else besides partitions: client connections (one listen backlog's
 /// worth), the shards' eventfds and rings, the metadata snapshot.
 pub const FILES_BESIDES_PARTITIONS: u64 = 1024 + 64;
