@@ -88,26 +88,38 @@ async fn look_up_all(ctx: Rc<ShardContext>, lookups: Vec<Lookup>) -> Vec<Found> 
         let result = match lookup.timestamp {
             LATEST => Ok((log.high_watermark(), -1)),
             EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
-            // Kafka answers with the offset of the record with the largest timestamp; Weir
-            // does not track it yet, so it answers "none", as Kafka does for an empty log.
-            MAX_TIMESTAMP => Ok((-1, -1)),
-            timestamp if timestamp < 0 => Err(ResponseError::InvalidRequest),
-            timestamp => match log.batch_for_timestamp(timestamp).await {
-                Ok(Some(batch)) => Ok(record_at_or_after(&batch, timestamp)),
-                Ok(None) => Ok((-1, -1)),
-                Err(e) => {
-                    tracing::error!(
-                        "offset for timestamp in {}-{}: {e}",
-                        lookup.topic,
-                        lookup.partition
-                    );
-                    Err(ResponseError::KafkaStorageError)
-                }
+            // KIP-734: the first record carrying the largest timestamp, which is the first
+            // record reaching that timestamp; an empty log answers "none", as Kafka does.
+            MAX_TIMESTAMP => match log.max_timestamp() {
+                Some(max) => offset_for_time(&log, max, &lookup).await,
+                None => Ok((-1, -1)),
             },
+            timestamp if timestamp < 0 => Err(ResponseError::InvalidRequest),
+            timestamp => offset_for_time(&log, timestamp, &lookup).await,
         };
         found.push((lookup.slot, result));
     }
     found
+}
+
+/// The first record at or after `timestamp`, as (offset, timestamp); (-1, -1) when none is.
+async fn offset_for_time(
+    log: &weir_storage::PartitionLog,
+    timestamp: i64,
+    lookup: &Lookup,
+) -> Result<(i64, i64), ResponseError> {
+    match log.batch_for_timestamp(timestamp).await {
+        Ok(Some(batch)) => Ok(record_at_or_after(&batch, timestamp)),
+        Ok(None) => Ok((-1, -1)),
+        Err(e) => {
+            tracing::error!(
+                "offset for timestamp in {}-{}: {e}",
+                lookup.topic,
+                lookup.partition
+            );
+            Err(ResponseError::KafkaStorageError)
+        }
+    }
 }
 
 /// Kafka answers a lookup by time with the first record whose timestamp reaches it, which

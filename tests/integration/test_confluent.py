@@ -272,3 +272,26 @@ def test_admin_client_over_flexible_versions(broker):
     admin.delete_topics([name])[name].result(15)
     assert name not in admin.list_topics(timeout=10).topics
     assert error_of(admin.delete_topics([name])[name]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+@pytest.mark.parametrize("linger_ms", [0, 50], ids=["batch-per-record", "one-batch"])
+def test_list_offsets_max_timestamp_finds_the_newest_record(broker, linger_ms):
+    """KIP-734: OffsetSpec.max_timestamp() answers the first record carrying the largest
+    timestamp, whether it is a batch of its own or sits inside a batch."""
+    from confluent_kafka import TopicPartition as TP
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    name = create_topic(broker.bootstrap, unique_topic("maxts"), partitions=2)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    spec = {TP(name, p): OffsetSpec.max_timestamp() for p in range(2)}
+    empty = {tp.partition: (r.offset, r.timestamp) for tp, f in admin.list_offsets(spec).items()
+             for r in [f.result(15)]}
+    assert empty == {0: (-1, -1), 1: (-1, -1)}, "an empty log has none"
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": linger_ms, "acks": "all"})
+    for ts in [1_000, 9_000, 4_000, 9_000, 2_000]:
+        producer.produce(name, value=b"v", partition=0, timestamp=ts)
+    producer.flush(15)
+    found = {tp.partition: (r.offset, r.timestamp) for tp, f in admin.list_offsets(spec).items()
+             for r in [f.result(15)]}
+    assert found == {0: (1, 9_000), 1: (-1, -1)}

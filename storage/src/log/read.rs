@@ -109,6 +109,19 @@ impl PartitionLog {
 
     /// The whole first batch reaching `timestamp`, for a caller that looks inside it for the
     /// first record at or after the time (Kafka answers with that record, not the batch).
+    /// The largest timestamp of any written batch (ListOffsets MAX_TIMESTAMP, KIP-734), or
+    /// None for a log with no written batch. Retention's deletions are counted out: only
+    /// segments still in the log are looked at.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let state = self.state.borrow();
+        state
+            .segments
+            .iter()
+            .filter(|s| s.durable_size > 0)
+            .map(|s| s.max_timestamp)
+            .max()
+    }
+
     pub async fn batch_for_timestamp(
         &self,
         timestamp: i64,
