@@ -25,9 +25,9 @@ use crate::stats::series::TimeSeries;
 
 pub const FETCH_VERSION: i16 = 12;
 /// Short enough that a consumer notices the stop flag promptly, long enough not to spin.
-const FETCH_MAX_WAIT_MS: i32 = 100;
+pub const FETCH_MAX_WAIT_MS: i32 = 100;
 /// Kafka's `fetch.max.bytes` default.
-const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
+pub const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct ConsumerPlan {
@@ -59,7 +59,9 @@ pub struct ConsumerOutcome {
     pub fetch_errors: u64,
 }
 
-struct Tracker {
+/// Books every record a consumer receives: the delivery log, the order check, throughput and
+/// end-to-end latency. Shared with the rdkafka client so both count the same way.
+pub(crate) struct Tracker {
     outcome: ConsumerOutcome,
     run_tag: u32,
     window: (u64, u64),
@@ -68,8 +70,48 @@ struct Tracker {
     partitions_total: usize,
 }
 
+/// Totals at some moment, to book what arrived since (`Tracker::book_since`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TrackerMark {
+    msgs: u64,
+    bytes: u64,
+}
+
 impl Tracker {
-    fn on_record(&mut self, partition: usize, value: &[u8], now_ns: u64) {
+    pub(crate) fn new(
+        run_tag: u32,
+        producers: u32,
+        partitions_total: u32,
+        start_ns: u64,
+        window: (u64, u64),
+    ) -> Tracker {
+        Tracker {
+            outcome: ConsumerOutcome {
+                latency: LatencyRecorder::new(),
+                series: TimeSeries::new(start_ns),
+                consumed: ConsumedLog {
+                    seqs: PerProducer::with_producers(producers as usize),
+                    ..ConsumedLog::default()
+                },
+                consumed_msgs_total: 0,
+                consumed_bytes_total: 0,
+                consumed_msgs_window: 0,
+                consumed_bytes_window: 0,
+                fetch_errors: 0,
+            },
+            run_tag,
+            window,
+            last_seq: vec![None; producers as usize * partitions_total as usize],
+            partitions_total: partitions_total as usize,
+        }
+    }
+
+    /// One record of `partition` (which must be below the topic's partition count).
+    pub(crate) fn on_record(&mut self, partition: usize, value: &[u8], now_ns: u64) {
+        debug_assert!(
+            partition < self.partitions_total,
+            "a partition of the topic"
+        );
         let o = &mut self.outcome;
         let header = match ValueHeader::decode(value) {
             Some(h)
@@ -108,30 +150,43 @@ impl Tracker {
                 .record_ns(latency_ns);
         }
     }
+
+    pub(crate) fn fetch_error(&mut self) {
+        self.outcome.fetch_errors += 1;
+    }
+
+    pub(crate) fn mark(&self) -> TrackerMark {
+        TrackerMark {
+            msgs: self.outcome.consumed_msgs_total,
+            bytes: self.outcome.consumed_bytes_total,
+        }
+    }
+
+    /// Books what arrived since `mark` into the time series and the live counters: once per
+    /// fetch, not per record.
+    pub(crate) fn book_since(&mut self, mark: TrackerMark, now_ns: u64, live: &LiveCounters) {
+        let msgs = self.outcome.consumed_msgs_total - mark.msgs;
+        let bytes = self.outcome.consumed_bytes_total - mark.bytes;
+        self.outcome.series.record_consumed(now_ns, msgs, bytes);
+        LiveCounters::add(&live.consumed_msgs, msgs);
+        LiveCounters::add(&live.consumed_bytes, bytes);
+    }
+
+    pub(crate) fn into_outcome(self) -> ConsumerOutcome {
+        self.outcome
+    }
 }
 
 pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchError> {
     let (mut writer, mut reader) = connect(&plan.leader).await?;
     let mut offsets: Vec<(i32, i64)> = plan.partitions.clone();
-    let mut tracker = Tracker {
-        outcome: ConsumerOutcome {
-            latency: LatencyRecorder::new(),
-            series: TimeSeries::new(plan.start_ns),
-            consumed: ConsumedLog {
-                seqs: PerProducer::with_producers(plan.producers as usize),
-                ..ConsumedLog::default()
-            },
-            consumed_msgs_total: 0,
-            consumed_bytes_total: 0,
-            consumed_msgs_window: 0,
-            consumed_bytes_window: 0,
-            fetch_errors: 0,
-        },
-        run_tag: plan.run_tag,
-        window: (plan.warmup_end_ns, plan.end_ns),
-        last_seq: vec![None; plan.producers as usize * plan.partitions_total as usize],
-        partitions_total: plan.partitions_total as usize,
-    };
+    let mut tracker = Tracker::new(
+        plan.run_tag,
+        plan.producers,
+        plan.partitions_total,
+        plan.start_ns,
+        (plan.warmup_end_ns, plan.end_ns),
+    );
     let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
     while !plan.live.consumers_should_stop() {
         let request = fetch_request(&topic, &offsets, plan.partition_max_bytes);
@@ -140,10 +195,7 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
         let response: FetchResponse =
             decode_response(frame, ApiKey::Fetch, FETCH_VERSION, correlation_id)?;
         let now_ns = monotonic_now_ns();
-        let (msgs_before, bytes_before) = (
-            tracker.outcome.consumed_msgs_total,
-            tracker.outcome.consumed_bytes_total,
-        );
+        let mark = tracker.mark();
         if response.error_code != 0 {
             return Err(BenchError::Broker {
                 code: response.error_code,
@@ -157,7 +209,7 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
                     continue;
                 };
                 if data.error_code != 0 {
-                    tracker.outcome.fetch_errors += 1;
+                    tracker.fetch_error();
                     continue;
                 }
                 let Some(records) = &data.records else {
@@ -175,13 +227,9 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
                 }
             }
         }
-        let msgs = tracker.outcome.consumed_msgs_total - msgs_before;
-        let bytes = tracker.outcome.consumed_bytes_total - bytes_before;
-        tracker.outcome.series.record_consumed(now_ns, msgs, bytes);
-        LiveCounters::add(&plan.live.consumed_msgs, msgs);
-        LiveCounters::add(&plan.live.consumed_bytes, bytes);
+        tracker.book_since(mark, now_ns, &plan.live);
     }
-    Ok(tracker.outcome)
+    Ok(tracker.into_outcome())
 }
 
 fn fetch_request(
@@ -213,4 +261,64 @@ fn fetch_request(
                     })
                     .collect(),
             )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(run_tag: u32, producer_id: u32, seq: u64, intended_ns: u64) -> Vec<u8> {
+        let mut value = ValueHeader {
+            run_tag,
+            producer_id,
+            seq,
+            intended_ns,
+        }
+        .encode()
+        .to_vec();
+        value.extend_from_slice(&[0u8; 76]);
+        value
+    }
+
+    /// Window (1000, 2000) ns; two producers, two partitions.
+    fn tracker() -> Tracker {
+        Tracker::new(7, 2, 2, 0, (1_000, 2_000))
+    }
+
+    #[test]
+    fn records_are_counted_by_receipt_time_and_latency_by_intended_time() {
+        let mut t = tracker();
+        let live = LiveCounters::default();
+        let mark = t.mark();
+        t.on_record(0, &value(7, 0, 0, 500), 1_200); // intended in warm-up, read in window
+        t.on_record(0, &value(7, 0, 1, 1_100), 1_300); // both in the window
+        t.on_record(1, &value(7, 1, 0, 1_900), 2_100); // intended in window, read after
+        t.book_since(mark, 2_100, &live);
+        let o = t.into_outcome();
+        assert_eq!((o.consumed_msgs_total, o.consumed_bytes_total), (3, 300));
+        assert_eq!((o.consumed_msgs_window, o.consumed_bytes_window), (2, 200));
+        assert_eq!(o.latency.count(), 2);
+        assert_eq!(o.consumed.seqs.len(), 3);
+        let snapshot = live.snapshot();
+        assert_eq!((snapshot.consumed_msgs, snapshot.consumed_bytes), (3, 300));
+    }
+
+    #[test]
+    fn foreign_duplicate_and_out_of_order_records_are_told_apart() {
+        let mut t = tracker();
+        t.on_record(0, &value(8, 0, 0, 1_100), 1_200); // another run's tag
+        t.on_record(0, &value(7, 5, 0, 1_100), 1_200); // a producer this run does not have
+        t.on_record(0, b"short", 1_200); // not a value header at all
+        t.on_record(0, &value(7, 0, 3, 1_100), 1_200);
+        t.on_record(0, &value(7, 0, 3, 1_100), 1_200); // duplicate, and not after 3
+        t.on_record(0, &value(7, 0, 2, 1_100), 1_200); // earlier seq, same partition
+        t.on_record(1, &value(7, 0, 1, 1_100), 1_200); // other partition: its own order
+        t.fetch_error();
+        let o = t.into_outcome();
+        assert_eq!(o.consumed.foreign, 3);
+        assert_eq!(o.consumed.duplicates, 1);
+        assert_eq!(o.consumed.out_of_order, 2);
+        assert_eq!(o.consumed_msgs_total, 4, "foreign records are not counted");
+        assert_eq!(o.fetch_errors, 1);
+    }
 }

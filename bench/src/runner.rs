@@ -1,6 +1,10 @@
 //! Runs one workload against one target: sets the topic up, starts one pinned glommio
 //! executor per core with its share of producers and consumers, prints a progress line every
 //! second, decides when the consumers have drained, and merges what every core measured.
+//!
+//! The setup (`set_up`), the watch loop (`watch`) and the result assembly (`finish`) are the
+//! same for every client: `rdkafka_client` calls them around its own threads, so both clients
+//! measure the same window and report the same way.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -36,56 +40,51 @@ pub struct RunOptions {
     pub host_limits: Option<HostLimitsOptions>,
 }
 
-/// What one core's executor hands back.
+/// What a group of producers and consumers hands back: one core's executor, or all of the
+/// rdkafka client's threads.
 #[derive(Debug, Default)]
-struct CoreOutcome {
-    producers: Vec<ProducerOutcome>,
-    consumers: Vec<ConsumerOutcome>,
-    errors: Vec<String>,
+pub(crate) struct Outcomes {
+    pub producers: Vec<ProducerOutcome>,
+    pub consumers: Vec<ConsumerOutcome>,
+    pub errors: Vec<String>,
 }
 
-struct Timing {
-    start_ns: u64,
-    warmup_end_ns: u64,
-    end_ns: u64,
+/// The run's phases on the monotonic clock: warm-up from `start_ns`, the measured window
+/// from `warmup_end_ns` to `end_ns`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub start_ns: u64,
+    pub warmup_end_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Everything a client needs before the load starts.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    pub layout: TopicLayout,
+    /// Log end offset of each partition when the run started: where consumers begin.
+    pub offsets: Vec<i64>,
+    /// Distinguishes this run's messages from any left in a reused topic.
+    pub run_tag: u32,
+    pub started_at_unix_ms: i64,
+    pub timing: Timing,
+    pub live: Arc<LiveCounters>,
 }
 
 pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
     let workload = &options.workload;
     workload.validate()?;
-    let started_at_unix_ms = unix_now_ms();
-    let topic = workload
-        .topic
-        .clone()
-        .unwrap_or_else(|| format!("weir-bench-{started_at_unix_ms}"));
-    let mut admin = AdminClient::connect(&options.bootstrap)?;
-    admin.create_topic(&topic, workload.partitions, workload.replication_factor)?;
-    let layout = admin.topic_layout(&topic)?;
-    if layout.leaders.len() < workload.partitions as usize {
-        return Err(BenchError::Topic {
-            topic,
-            message: format!(
-                "has {} partitions, the workload needs {}",
-                layout.leaders.len(),
-                workload.partitions
-            ),
-        });
-    }
-    let offsets = start_offsets(&layout)?;
-    // Distinguishes this run's messages from any left in a reused topic.
-    let run_tag =
-        (started_at_unix_ms as u64 ^ u64::from(std::process::id()).rotate_left(32)) as u32;
-
-    let start_ns = monotonic_now_ns() + START_DELAY.as_nanos() as u64;
-    let warmup_end_ns = start_ns + workload.warmup_s * 1_000_000_000;
-    let timing = Timing {
-        start_ns,
-        warmup_end_ns,
-        end_ns: warmup_end_ns + workload.duration_s * 1_000_000_000,
-    };
-    let live = Arc::new(LiveCounters::default());
-    let producer_plans = producer_plans(workload, &layout, run_tag, &timing, &live);
-    let consumer_plans = consumer_plans(workload, &layout, &offsets, run_tag, &timing, &live);
+    let setup = set_up(options)?;
+    let (timing, live) = (&setup.timing, &setup.live);
+    let producer_plans = producer_plans(workload, &setup.layout, setup.run_tag, timing, live);
+    let consumer_plans = consumer_plans(
+        workload,
+        &setup.layout,
+        &setup.offsets,
+        setup.run_tag,
+        timing,
+        live,
+    );
     let cores = options.cores.max(1);
     let mut handles = Vec::with_capacity(cores);
     // Producers then consumers, dealt round-robin over the cores: with one of each on two
@@ -112,8 +111,8 @@ pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
     }
     watch(
         options,
-        &timing,
-        &live,
+        timing,
+        live,
         producer_plans.len() as u64,
         !consumer_plans.is_empty(),
     );
@@ -125,19 +124,72 @@ pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
                 .map_err(|e| BenchError::Executor(format!("a core's executor failed: {e}")))?,
         );
     }
+    finish(options, setup, outcomes, "native".into())
+}
+
+/// Creates the topic (or checks an existing one), finds its leaders and start offsets, and
+/// fixes the run's phases.
+pub(crate) fn set_up(options: &RunOptions) -> Result<Setup, BenchError> {
+    let workload = &options.workload;
+    let started_at_unix_ms = unix_now_ms();
+    let topic = workload
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("weir-bench-{started_at_unix_ms}"));
+    let mut admin = AdminClient::connect(&options.bootstrap)?;
+    admin.create_topic(&topic, workload.partitions, workload.replication_factor)?;
+    let layout = admin.topic_layout(&topic)?;
+    if layout.leaders.len() < workload.partitions as usize {
+        return Err(BenchError::Topic {
+            topic,
+            message: format!(
+                "has {} partitions, the workload needs {}",
+                layout.leaders.len(),
+                workload.partitions
+            ),
+        });
+    }
+    let offsets = start_offsets(&layout)?;
+    let run_tag =
+        (started_at_unix_ms as u64 ^ u64::from(std::process::id()).rotate_left(32)) as u32;
+
+    let start_ns = monotonic_now_ns() + START_DELAY.as_nanos() as u64;
+    let warmup_end_ns = start_ns + workload.warmup_s * 1_000_000_000;
+    let timing = Timing {
+        start_ns,
+        warmup_end_ns,
+        end_ns: warmup_end_ns + workload.duration_s * 1_000_000_000,
+    };
+    Ok(Setup {
+        layout,
+        offsets,
+        run_tag,
+        started_at_unix_ms,
+        timing,
+        live: Arc::new(LiveCounters::default()),
+    })
+}
+
+/// After every producer and consumer has returned: measures the host's limits if asked,
+/// then merges the outcomes into the run's result.
+pub(crate) fn finish(
+    options: &RunOptions,
+    setup: Setup,
+    outcomes: Vec<Outcomes>,
+    client: String,
+) -> Result<RunResult, BenchError> {
     let host_limits = match &options.host_limits {
         Some(limits_options) => Some(host_limits::measure(limits_options)?),
         None => None,
     };
-    let result = merge(
-        options,
-        outcomes,
-        &timing,
-        topic,
-        started_at_unix_ms,
-        host_limits,
-    )?;
-    Ok(result)
+    merge(options, outcomes, setup, client, host_limits)
+}
+
+/// The partitions consumer `consumer_id` reads: `p ≡ consumer_id (mod consumers)`.
+pub(crate) fn consumer_partitions(workload: &Workload, consumer_id: u32) -> Vec<usize> {
+    (0..workload.partitions as usize)
+        .filter(|p| *p as u32 % workload.consumers == consumer_id)
+        .collect()
 }
 
 fn producer_plans(
@@ -174,9 +226,7 @@ fn consumer_plans(
 ) -> Vec<ConsumerPlan> {
     let mut plans = Vec::new();
     for consumer_id in 0..workload.consumers {
-        let mine: Vec<usize> = (0..workload.partitions as usize)
-            .filter(|p| *p as u32 % workload.consumers == consumer_id)
-            .collect();
+        let mine = consumer_partitions(workload, consumer_id);
         let mut leaders: Vec<&String> = mine.iter().map(|&p| &layout.leaders[p]).collect();
         leaders.sort();
         leaders.dedup();
@@ -210,7 +260,7 @@ async fn run_core(
     producers: Vec<ProducerPlan>,
     consumers: Vec<ConsumerPlan>,
     live: Arc<LiveCounters>,
-) -> CoreOutcome {
+) -> Outcomes {
     let producer_tasks: Vec<_> = producers
         .into_iter()
         .map(|plan| glommio::spawn_local(run_producer(plan)))
@@ -219,7 +269,7 @@ async fn run_core(
         .into_iter()
         .map(|plan| glommio::spawn_local(run_consumer(plan)))
         .collect();
-    let mut outcome = CoreOutcome::default();
+    let mut outcome = Outcomes::default();
     for task in producer_tasks {
         match task.await {
             Ok(p) => outcome.producers.push(p),
@@ -243,10 +293,10 @@ async fn run_core(
     outcome
 }
 
-/// Runs on the caller's thread while the executors work: progress lines, and the decision
-/// when consumers stop (all producers done and every acknowledged message consumed, or the
-/// drain timeout).
-fn watch(
+/// Runs on the caller's thread while the producers and consumers work: progress lines, and
+/// the decision when consumers stop (all producers done and every acknowledged message
+/// consumed, or the drain timeout).
+pub(crate) fn watch(
     options: &RunOptions,
     timing: &Timing,
     live: &LiveCounters,
@@ -309,10 +359,9 @@ fn print_progress(
 
 fn merge(
     options: &RunOptions,
-    outcomes: Vec<CoreOutcome>,
-    timing: &Timing,
-    topic: String,
-    started_at_unix_ms: i64,
+    outcomes: Vec<Outcomes>,
+    setup: Setup,
+    client: String,
     host_limits: Option<crate::host_limits::HostLimits>,
 ) -> Result<RunResult, BenchError> {
     let workload = &options.workload;
@@ -325,7 +374,7 @@ fn merge(
     }
     let mut produce_latency = LatencyRecorder::new();
     let mut e2e_latency = LatencyRecorder::new();
-    let mut series = TimeSeries::new(timing.start_ns);
+    let mut series = TimeSeries::new(setup.timing.start_ns);
     let mut acked = PerProducer::with_producers(workload.producers as usize);
     let mut consumed = ConsumedLog::default();
     let mut totals = Errors::default();
@@ -360,11 +409,11 @@ fn merge(
     Ok(RunResult {
         format_version: RESULT_FORMAT_VERSION,
         tool: format!("weir-bench {}", env!("CARGO_PKG_VERSION")),
-        started_at_unix_ms,
+        started_at_unix_ms: setup.started_at_unix_ms,
         target: options.bootstrap.clone(),
-        client: "native".into(),
+        client,
         cores: options.cores,
-        topic,
+        topic: setup.layout.topic,
         workload: workload.clone(),
         produce: Throughput::new(p_msgs, p_bytes, window_s, p_total, p_total_bytes),
         consume: Throughput::new(c_msgs, c_bytes, window_s, c_total, c_total_bytes),
