@@ -11,6 +11,8 @@
 //! At max rate there is no schedule: a message's intended time is the moment it is created,
 //! as in kafka-producer-perf-test.
 
+use crate::workload::Workload;
+
 /// One message's place in the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
@@ -104,6 +106,25 @@ pub enum Pace {
 }
 
 impl Pace {
+    /// The pace of producer `producer_id` of the workload's producers: its share of the
+    /// fixed-rate schedule over warm-up and measurement from `start_ns`, or max rate until
+    /// `end_ns` when the workload's rate is 0.
+    pub fn for_producer(workload: &Workload, producer_id: u32, start_ns: u64, end_ns: u64) -> Pace {
+        match workload.rate_msgs_per_s {
+            0 => Pace::Max {
+                next_seq: 0,
+                end_ns,
+            },
+            rate => Pace::Fixed(FixedRateSchedule::new(
+                start_ns,
+                rate,
+                workload.warmup_s + workload.duration_s,
+                u64::from(producer_id),
+                u64::from(workload.producers),
+            )),
+        }
+    }
+
     pub fn next_due(&mut self, now_ns: u64) -> Option<Slot> {
         match self {
             Pace::Fixed(schedule) => schedule.next_due(now_ns),
@@ -229,6 +250,34 @@ mod tests {
         // And the schedule carries on at the same rate afterwards.
         clock.advance_ns(MS);
         assert_eq!(schedule.next_due(clock.now_ns()).map(|s| s.seq), Some(301));
+    }
+
+    #[test]
+    fn a_producers_pace_follows_the_workload_rate() {
+        let fixed = Workload {
+            rate_msgs_per_s: 1_000,
+            producers: 2,
+            warmup_s: 1,
+            duration_s: 2,
+            ..Workload::default()
+        };
+        let Pace::Fixed(schedule) = Pace::for_producer(&fixed, 1, 0, 3_000 * MS) else {
+            panic!("a rate gives a schedule");
+        };
+        // 3 s at 1,000 msg/s shared by two producers.
+        assert_eq!(schedule.total_messages(), 1_500);
+        assert_eq!(schedule.next_intended_ns(), Some(MS));
+        let max = Workload {
+            rate_msgs_per_s: 0,
+            ..Workload::default()
+        };
+        assert!(matches!(
+            Pace::for_producer(&max, 0, 0, 42),
+            Pace::Max {
+                next_seq: 0,
+                end_ns: 42
+            }
+        ));
     }
 
     #[test]
