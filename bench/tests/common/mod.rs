@@ -1,0 +1,144 @@
+//! Shared by the integration tests: the real `weir` broker on a free port with a temporary
+//! data dir, and `weir-bench run` against it.
+//!
+//! The broker is `target/release/weir` of this workspace (or `$WEIR_BIN`), built first if
+//! missing, started as the broker's own tests (the workspace's `tests/common`) start it.
+
+// Every test crate compiles this module and uses its own part of it.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_bench::report::RunResult;
+
+pub struct Broker {
+    pub addr: SocketAddr,
+    child: Child,
+    data_dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn weir_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("WEIR_BIN") {
+        return PathBuf::from(path);
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("target"));
+    let binary = target.join("release").join("weir");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--bin", "weir"])
+            .current_dir(&workspace)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the broker failed");
+    }
+    binary
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
+        let log = std::fs::File::create(data_dir.path().join("broker.log")).expect("log file");
+        let child = Command::new(weir_binary())
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--smp",
+                "2",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("broker starts");
+        let broker = Broker {
+            addr,
+            child,
+            data_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not listen: {}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    /// Where the broker keeps its partitions (`<topic>-<partition>/` as Kafka lays them out).
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- broker log ---\n{}--- end ---", self.log());
+        }
+    }
+}
+
+/// Runs `weir-bench run` against the broker and returns the parsed result.json.
+pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+        .args([
+            "run",
+            "--bootstrap",
+            &broker.addr.to_string(),
+            "--host-limits",
+            "false",
+            "--quiet",
+            "--out",
+        ])
+        .arg(out.path())
+        .args(args)
+        .output()
+        .expect("weir-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "weir-bench failed: {}\n{stdout}\n{}\nbroker log:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        broker.log()
+    );
+    assert!(
+        stdout.contains("every acknowledged message consumed exactly once"),
+        "{stdout}"
+    );
+    for plot in ["latency-percentiles.svg", "over-time.svg"] {
+        let svg = std::fs::read_to_string(out.path().join(plot)).expect("plot written");
+        assert!(svg.starts_with("<svg"), "{plot}");
+    }
+    let json = std::fs::read_to_string(out.path().join("result.json")).expect("result.json");
+    RunResult::from_json(&json).expect("result.json parses")
+}
