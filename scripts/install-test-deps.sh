@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the integration tests need, idempotently:
-#   apt:  kcat (librdkafka's CLI); python3 + python3-venv and nodejs + npm only when missing
+#   apt:  kcat (librdkafka's CLI), make (weir-bench builds librdkafka), python3 +
+#         python3-venv, nodejs + npm; each only when missing
 #   .venv/: pytest, kafka-python, confluent-kafka (wheel with librdkafka and all codecs),
 #           and the codec libraries kafka-python uses (tests/integration/requirements.txt)
 #   tests/node/node_modules: kafkajs, from the committed package-lock.json
@@ -40,6 +41,10 @@ apt_install() {
 
 # kcat: from Debian (bookworm packages it as `kcat`).
 command -v kcat >/dev/null || apt_install kcat
+
+# weir-bench's rdkafka feature builds librdkafka (and its zlib and zstd) from source: a C
+# compiler, which Rust's linking needs anyway, and make. No -dev packages.
+command -v make >/dev/null || apt_install make
 
 # Python 3 with venv support.
 command -v python3 >/dev/null || apt_install python3 python3-venv python3-pip
