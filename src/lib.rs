@@ -17,6 +17,7 @@ pub mod host_checks;
 pub mod metadata;
 pub mod metrics;
 pub mod plain_batch;
+pub mod producer_ids;
 pub mod retention;
 pub mod server;
 pub mod shard_context;

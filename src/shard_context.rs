@@ -27,6 +27,8 @@ pub struct ShardContext {
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
     /// Present on shard 0 only: the one place metadata changes are decided.
     pub controller: Option<Controller>,
+    /// Present on shard 0 only: hands out idempotent producers' ids (InitProducerId).
+    pub producer_ids: Option<crate::producer_ids::ProducerIdManager>,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     pub groups: GroupCoordinator,
     /// This shard's counters, read at a metrics scrape.
@@ -42,6 +44,8 @@ impl ShardContext {
         image: Arc<MetadataImage>,
     ) -> Self {
         let controller = (shard.id() == 0).then(Controller::new);
+        let producer_ids = (shard.id() == 0)
+            .then(|| crate::producer_ids::ProducerIdManager::load(&config.data_dir));
         let flush_depth = std::num::NonZeroUsize::new(config.log_flush_concurrency.unwrap_or(0));
         ShardContext {
             flush_gate: FlushGate::new(flush_depth),
@@ -53,6 +57,7 @@ impl ShardContext {
             image: RefCell::new(image),
             partitions: RefCell::new(HashMap::new()),
             controller,
+            producer_ids,
         }
     }
 
@@ -148,10 +153,13 @@ impl ShardContext {
             }
             log
         };
-        match log {
-            Some(log) => log.delete().await,
-            None => Ok(()),
-        }
+        let Some(log) = log else {
+            return Ok(());
+        };
+        let deleted = log.clone().delete().await;
+        // After the delete: it writes what was accepted first, and those flushes count too.
+        self.metrics.retire_log(&log);
+        deleted
     }
 
     /// (topic, partition, log) of every partition this shard owns.

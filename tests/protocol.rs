@@ -530,6 +530,27 @@ fn alter_configs_and_create_partitions_answer_every_version(
         let codes: Vec<_> = r.results.iter().map(|r| r.error_code).collect();
         assert_eq!(codes, vec![0, 3], "CreatePartitions v{v}");
     }
+    let mut producer_ids = Vec::new();
+    for v in range(ApiKey::InitProducerId) {
+        // No transactional id: an idempotent producer (an empty one is INVALID_REQUEST).
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = client.call(ApiKey::InitProducerId, v, &request);
+        assert_eq!(
+            (r.error_code, r.producer_epoch),
+            (0, 0),
+            "InitProducerId v{v}"
+        );
+        producer_ids.push(r.producer_id.0);
+    }
+    assert!(
+        producer_ids.windows(2).all(|w| w[0] < w[1]),
+        "a new producer id every time: {producer_ids:?}"
+    );
+    assert_eq!(producer_ids.len(), 6, "InitProducerId v0-5");
 }
 
 fn uuid_of(client: &mut common::Client) -> uuid::Uuid {

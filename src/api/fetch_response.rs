@@ -109,7 +109,16 @@ pub fn encode(head: &FetchResponseHead, topics: &[FetchedTopic]) -> Response {
         buf.put_u8(0); // response tagged fields
     }
     chunks.push(Chunk::Memory(buf));
-    finish(chunks)
+    let mut response = finish(chunks);
+    response.error_codes = std::iter::once(head.error_code)
+        .chain(
+            topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        )
+        .filter(|&code| code != 0)
+        .collect();
+    response
 }
 
 /// Patches the frame length into the first chunk and freezes the parts.
@@ -131,7 +140,10 @@ fn finish(mut chunks: Vec<Chunk>) -> Response {
             Chunk::File(s) => ResponsePart::File(s),
         })
         .collect();
-    Response { parts }
+    Response {
+        parts,
+        error_codes: Vec::new(),
+    }
 }
 
 fn put_array_len(buf: &mut BytesMut, len: usize, flexible: bool) {

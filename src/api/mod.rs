@@ -15,12 +15,14 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod error_codes;
 pub mod fetch;
 pub mod fetch_response;
 pub mod find_coordinator;
 pub mod group_route;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -71,6 +73,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -104,15 +107,16 @@ impl RequestContext {
         self.api_key.response_header_version(self.version)
     }
 
-    /// Encodes `body` as this request's response.
-    pub fn reply<T: Encodable>(&self, body: &T) -> Answer {
-        response::encode(
+    /// Encodes `body` as this request's response, noting its error codes for metrics.
+    pub fn reply<T: Encodable + error_codes::ErrorCodes>(&self, body: &T) -> Answer {
+        let mut response = response::encode(
             self.correlation_id,
             self.response_header_version(),
             body,
             self.version,
-        )
-        .map(Some)
+        )?;
+        response.error_codes = error_codes::nonzero(body);
+        Ok(Some(response))
     }
 }
 
@@ -236,6 +240,7 @@ async fn handle(
             incremental_alter_configs::handle(&ctx, request, r).await
         }
         RequestKind::CreatePartitions(r) => create_partitions::handle(&ctx, request, r).await,
+        RequestKind::InitProducerId(r) => init_producer_id::handle(&ctx, request, r).await,
         // dispatch() admits only SUPPORTED_APIS, each of which has an arm above.
         _ => Err(anyhow::anyhow!("no handler for {:?}", request.api_key)),
     }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use weir_storage::producer_state::ProducerError;
 use weir_storage::{validate_produce_batches, StorageError};
 
 use super::{group_by_owner, Answer, RequestContext};
@@ -186,6 +187,10 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
                 )),
                 Err(StorageError::Batch(e)) if e.is_corrupt() => Err(ResponseError::CorruptMessage),
                 Err(StorageError::Batch(_)) => Err(ResponseError::InvalidRecord),
+                Err(StorageError::Producer(e)) => {
+                    tracing::debug!("produce to {}-{}: {e}", job.topic, job.partition);
+                    Err(producer_error(&e))
+                }
                 Err(e) => {
                     tracing::error!("append to {}-{}: {e}", job.topic, job.partition);
                     Err(ResponseError::KafkaStorageError)
@@ -195,6 +200,14 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
         }
     });
     futures::future::join_all(appends).await
+}
+
+/// Kafka's codes for an idempotent producer's refused batch.
+fn producer_error(error: &ProducerError) -> ResponseError {
+    match error {
+        ProducerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        ProducerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+    }
 }
 
 /// log_start_offset exists from v5; kafka-protocol rejects it set in older versions.

@@ -121,6 +121,19 @@ pub struct ShardMetrics {
     pub produce_batch_bytes: Histogram<10>,
     pub connections_open: Cell<u64>,
     pub connections_accepted: Cell<u64>,
+    /// (API key, error code) → error codes answered (Kafka's `ErrorsPerSec`).
+    pub errors: RefCell<HashMap<(i16, i16), u64>>,
+    /// Flush windows, fdatasyncs and their seconds of partitions deleted from this shard, so
+    /// the per-shard counters (sums over the partitions) never go down.
+    pub retired_log_io: Cell<LogIo>,
+}
+
+/// A log's flush and sync counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogIo {
+    pub flushes: u64,
+    pub syncs: u64,
+    pub sync_seconds: f64,
 }
 
 impl Default for ShardMetrics {
@@ -138,6 +151,8 @@ impl Default for ShardMetrics {
             produce_batch_bytes: Histogram::new(&BATCH_SIZE_BUCKETS),
             connections_open: Cell::new(0),
             connections_accepted: Cell::new(0),
+            errors: RefCell::default(),
+            retired_log_io: Cell::default(),
         }
     }
 }
@@ -153,6 +168,28 @@ impl ShardMetrics {
             stats.failures.set(stats.failures.get() + 1);
         }
         stats.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Keeps a deleted partition's flush and sync counts in the shard's totals.
+    pub fn retire_log(&self, log: &weir_storage::PartitionLog) {
+        let (syncs, sync_time) = log.syncs();
+        let retired = self.retired_log_io.get();
+        self.retired_log_io.set(LogIo {
+            flushes: retired.flushes + log.windows_flushed(),
+            syncs: retired.syncs + syncs,
+            sync_seconds: retired.sync_seconds + sync_time.as_secs_f64(),
+        });
+    }
+
+    /// Counts the nonzero error codes of one response; nothing to do for one without.
+    pub fn count_errors(&self, api_key: i16, codes: &[i16]) {
+        if codes.is_empty() {
+            return;
+        }
+        let mut errors = self.errors.borrow_mut();
+        for &code in codes {
+            *errors.entry((api_key, code)).or_default() += 1;
+        }
     }
 
     /// Adds to a per-topic byte counter; allocates only the first time a topic is seen.

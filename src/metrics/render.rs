@@ -62,6 +62,26 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             api_name(*key)
         );
     }
+    let mut errors: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    for s in shards {
+        for &(api, code, n) in &s.errors {
+            *errors.entry((api, code)).or_default() += n;
+        }
+    }
+    header(
+        &mut text,
+        "weir_request_errors_total",
+        "counter",
+        "Error codes in responses, per API and error (Kafka's ErrorsPerSec).",
+    );
+    for ((api, code), n) in &errors {
+        let _ = writeln!(
+            text,
+            "weir_request_errors_total{{api=\"{}\",error=\"{}\"}} {n}",
+            api_name(*api),
+            error_name(*code)
+        );
+    }
     header(&mut text, "weir_request_duration_seconds", "histogram", "Time from a request's arrival to its answer being ready, per API (long-poll fetches wait by design).");
     for (key, (_, _, latency)) in &apis {
         histogram(
@@ -157,7 +177,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "weir_log_flushes_total",
         "counter",
         "Log flush windows written (each one fdatasync on a durable topic), per shard.",
-        |s| s.partitions.iter().map(|p| p.flushes).sum::<u64>() as f64,
+        |s| (s.retired_log_io.flushes + s.partitions.iter().map(|p| p.flushes).sum::<u64>()) as f64,
     );
     per_shard(
         &mut text,
@@ -165,7 +185,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "weir_fsyncs_total",
         "counter",
         "fdatasyncs of log data, per shard.",
-        |s| s.partitions.iter().map(|p| p.syncs).sum::<u64>() as f64,
+        |s| (s.retired_log_io.syncs + s.partitions.iter().map(|p| p.syncs).sum::<u64>()) as f64,
     );
     per_shard(
         &mut text,
@@ -173,7 +193,9 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "weir_fsync_seconds_total",
         "counter",
         "Time spent in those fdatasyncs (divide by the count for the mean latency).",
-        |s| s.partitions.iter().map(|p| p.sync_seconds).sum::<f64>(),
+        |s| {
+            s.retired_log_io.sync_seconds + s.partitions.iter().map(|p| p.sync_seconds).sum::<f64>()
+        },
     );
     let offline = shards
         .iter()
@@ -314,6 +336,22 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), or the number.
+fn error_name(code: i16) -> String {
+    let Some(error) = kafka_protocol::error::ResponseError::try_from_code(code) else {
+        return code.to_string();
+    };
+    let camel = format!("{error:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::snapshot::PartitionSnapshot;
@@ -344,6 +382,12 @@ mod tests {
             bytes_in: vec![("t".into(), 10)],
             partitions: vec![partition("t", 42)],
             committed: vec![("g\"1".into(), "t".into(), 0, 40)],
+            errors: vec![(0, 3, 2), (0, 45, 1)],
+            retired_log_io: crate::metrics::LogIo {
+                flushes: 10,
+                syncs: 20,
+                sync_seconds: 1.0,
+            },
             ..ShardSnapshot::default()
         };
         latency.counts = vec![1, 0, 0];
@@ -351,9 +395,19 @@ mod tests {
             shard: 1,
             apis: vec![(0, 1, 0, latency)],
             bytes_in: vec![("t".into(), 5)],
+            errors: vec![(0, 3, 1)],
             ..ShardSnapshot::default()
         };
         let text = render(&[a, b]);
+        assert!(
+            text.contains(
+                "weir_request_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "weir_request_errors_total{api=\"Produce\",error=\"OUT_OF_ORDER_SEQUENCE_NUMBER\"} 1\n"
+        ));
         assert!(
             text.contains("weir_requests_total{api=\"Produce\"} 4\n"),
             "{text}"
@@ -368,8 +422,11 @@ mod tests {
         assert!(text.contains("weir_topic_bytes_in_total{topic=\"t\"} 15\n"));
         assert!(text
             .contains("weir_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 2\n"));
-        assert!(text.contains("weir_log_flushes_total{shard=\"0\"} 3\n"));
-        assert!(text.contains("weir_fsyncs_total{shard=\"0\"} 2\n"));
+        assert!(
+            text.contains("weir_log_flushes_total{shard=\"0\"} 13\n"),
+            "deleted partitions' flushes stay counted"
+        );
+        assert!(text.contains("weir_fsyncs_total{shard=\"0\"} 22\n"));
         assert!(text.contains("weir_under_replicated_partitions 0\n"));
     }
 }

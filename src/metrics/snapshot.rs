@@ -18,6 +18,10 @@ pub struct ShardSnapshot {
     pub produce_batch_bytes: HistogramSnapshot,
     pub connections_open: u64,
     pub connections_accepted: u64,
+    /// (API key, error code, count) of error codes answered.
+    pub errors: Vec<(i16, i16, u64)>,
+    /// Flush and sync counts of partitions deleted from this shard.
+    pub retired_log_io: super::LogIo,
     pub cross_shard_calls: u64,
     pub cross_shard_seconds: f64,
     pub partitions: Vec<PartitionSnapshot>,
@@ -80,6 +84,13 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         produce_batch_bytes: m.produce_batch_bytes.snapshot(),
         connections_open: m.connections_open.get(),
         connections_accepted: m.connections_accepted.get(),
+        errors: m
+            .errors
+            .borrow()
+            .iter()
+            .map(|(&(api, code), &n)| (api, code, n))
+            .collect(),
+        retired_log_io: m.retired_log_io.get(),
         cross_shard_calls: calls.calls.get(),
         cross_shard_seconds: calls.round_trip_nanos.get() as f64 / 1e9,
         partitions: ctx

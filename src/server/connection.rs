@@ -117,6 +117,9 @@ async fn read_requests(
                     let answer = handler.await;
                     ctx.metrics
                         .record_request(api_key, started.elapsed(), answer.is_err());
+                    if let Ok(Some(response)) = &answer {
+                        ctx.metrics.count_errors(api_key, &response.error_codes);
+                    }
                     answer
                 })
                 .detach()

@@ -14,12 +14,15 @@ pub enum ResponsePart {
 /// One whole response frame, length prefix included.
 pub struct Response {
     pub parts: Vec<ResponsePart>,
+    /// The nonzero error codes it carries, for the error metric (empty: no allocation).
+    pub error_codes: Vec<i16>,
 }
 
 impl Response {
     pub fn from_frame(frame: Bytes) -> Self {
         Response {
             parts: vec![ResponsePart::Bytes(frame)],
+            error_codes: Vec::new(),
         }
     }
 }

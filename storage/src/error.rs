@@ -15,6 +15,10 @@ pub enum StorageError {
     },
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// An idempotent producer's batch out of sequence or from a fenced epoch (Kafka
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER / INVALID_PRODUCER_EPOCH); nothing was appended.
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerError),
     /// A read outside `[log_start_offset, high_watermark]` (Kafka OFFSET_OUT_OF_RANGE).
     /// `log_end_offset` may be past `high_watermark` while a write is in flight; readable
     /// data ends at the high watermark.

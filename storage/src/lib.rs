@@ -16,6 +16,7 @@ pub mod error;
 pub mod flush_gate;
 pub mod index;
 pub mod log;
+pub mod producer_state;
 pub mod segment;
 
 pub use batch::{

@@ -94,3 +94,48 @@ def test_other_paths_and_methods_are_refused(metered):
     with socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=5) as s:
         s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 405")
+
+
+def test_error_codes_in_responses_are_counted_per_api_and_error(metered):
+    """Kafka's ErrorsPerSec: every error code a response carries, per API and error name."""
+    import wire
+
+    topic = create_topic(metered.bootstrap, unique_topic("errs"), partitions=1)
+    before = scrape(metered.metrics_port)
+    with wire.Conn(metered.bootstrap) as conn:
+        for i in range(3):  # partition 7 does not exist: UNKNOWN_TOPIC_OR_PARTITION
+            conn.call(wire.produce_request_v3(10 + i, topic, 7, wire.record_batch([b"x"])))
+        # Two batches of one producer with a gap between them: OUT_OF_ORDER_SEQUENCE_NUMBER.
+        for i, sequence in enumerate((0, 5)):
+            batch = wire.record_batch([b"y"], producer_id=99, producer_epoch=0, base_sequence=sequence)
+            conn.call(wire.produce_request_v3(20 + i, topic, 0, batch))
+        conn.call(wire.produce_request_v3(30, topic, 0, wire.record_batch([b"ok"])))
+    after = scrape(metered.metrics_port)
+
+    def delta(**labels):
+        return value(after, "weir_request_errors_total", **labels) - value(before, "weir_request_errors_total", **labels)
+
+    assert delta(api="Produce", error="UNKNOWN_TOPIC_OR_PARTITION") == 3
+    assert delta(api="Produce", error="OUT_OF_ORDER_SEQUENCE_NUMBER") == 1
+    assert value(after, "weir_request_errors_total", api="Produce", error="NONE") == 0, "successes are not errors"
+
+
+def test_fsync_counters_never_go_down_when_a_topic_is_deleted(metered):
+    from confluent_kafka.admin import AdminClient
+
+    topic = create_topic(metered.bootstrap, unique_topic("gone"), partitions=2)
+    producer = Producer({"bootstrap.servers": metered.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(10):
+        producer.produce(topic, value=b"x", partition=i % 2)
+        producer.flush(10)
+
+    def totals(text):
+        return [sum(value(text, name, shard=s) for s in (0, 1))
+                for name in ("weir_fsyncs_total", "weir_log_flushes_total", "weir_fsync_seconds_total")]
+
+    before = totals(scrape(metered.metrics_port))
+    assert before[0] >= 10
+    admin = AdminClient({"bootstrap.servers": metered.bootstrap})
+    admin.delete_topics([topic])[topic].result(15)
+    after = totals(scrape(metered.metrics_port))
+    assert all(a >= b for a, b in zip(after, before)), f"{before} -> {after}: counters only grow"

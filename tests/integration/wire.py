@@ -13,6 +13,7 @@ import time
 API_PRODUCE = 0
 API_METADATA = 3
 API_API_VERSIONS = 18
+API_INIT_PRODUCER_ID = 22
 
 ERROR_NONE = 0
 ERROR_CORRUPT_MESSAGE = 2
@@ -71,9 +72,10 @@ def frame(payload):
 
 
 def record_batch(values, base_timestamp_ms=1_700_000_000_000, attributes=0, record_count=None,
-                 last_offset_delta=None, magic=2):
+                 last_offset_delta=None, magic=2, producer_id=-1, producer_epoch=-1, base_sequence=-1):
     """One uncompressed magic-2 record batch holding `values` (bytes), keys null, no headers,
-    with a correct CRC. The keyword arguments forge header fields (the CRC still matches)."""
+    with a correct CRC. The keyword arguments forge header fields (the CRC still matches);
+    `producer_id`, `producer_epoch` and `base_sequence` make it an idempotent producer's."""
     records = b""
     for i, value in enumerate(values):
         body = (
@@ -89,7 +91,8 @@ def record_batch(values, base_timestamp_ms=1_700_000_000_000, attributes=0, reco
     if last_offset_delta is None:
         last_offset_delta = len(values) - 1
     after_crc = (
-        struct.pack(">hiqqqhi", attributes, last_offset_delta, base_timestamp_ms, base_timestamp_ms, -1, -1, -1)
+        struct.pack(">hiqqqhi", attributes, last_offset_delta, base_timestamp_ms, base_timestamp_ms,
+                    producer_id, producer_epoch, base_sequence)
         + struct.pack(">i", len(values) if record_count is None else record_count)
         + records
     )
@@ -275,3 +278,16 @@ def metadata(bootstrap, topics=None, allow_auto_topic_creation=True, timeout_s=1
         response = parse_metadata_response_v4(conn.call(metadata_request_v4(3, topics, allow_auto_topic_creation)))
     assert response["correlation_id"] == 3
     return response
+
+
+def init_producer_id(conn, correlation_id=22):
+    """InitProducerId v0 for an idempotent producer (no transactional id) on `conn`;
+    returns the producer id, asserting no error and epoch 0."""
+    body = string(None) + struct.pack(">i", 60_000)
+    r = Reader(conn.call(frame(request_header(API_INIT_PRODUCER_ID, 0, correlation_id) + body)))
+    assert r.i32() == correlation_id
+    r.i32()  # throttle_time_ms
+    error_code, producer_id, epoch = r.i16(), r.i64(), r.i16()
+    assert (error_code, epoch) == (0, 0), (error_code, epoch)
+    return producer_id
+

@@ -13,6 +13,7 @@ use glommio::io::BufferedFile;
 use super::{AppendOutcome, LogConfig, LogState, PartitionLog, PendingWrite};
 use crate::batch::{self, BatchHeader};
 use crate::error::StorageError;
+use crate::producer_state::SequenceCheck;
 use crate::segment::{Segment, SegmentFiles};
 
 /// Cap on the capacity a new pending buffer is given up front from the last window's size,
@@ -65,6 +66,19 @@ impl PartitionLog {
         // CRC pass was made once by the caller (`validate_produce_batches`, on the shard that
         // read the request); it is not repeated here.
         let record_count = batch::check_framing(records)?;
+        if let SequenceCheck::Duplicate {
+            base_offset,
+            last_offset,
+        } = self.check_producers(records)?
+        {
+            // A producer's retry of a batch the log has: its first offsets, nothing new
+            // (Kafka answers a duplicate with the original's offsets and no error).
+            return Ok(AppendOutcome {
+                base_offset,
+                last_offset,
+                record_count,
+            });
+        }
         let mut state = self.state.borrow_mut();
         let base_offset = state.log_end_offset;
         let mut at = 0;
@@ -76,6 +90,7 @@ impl PartitionLog {
                 header.max_timestamp = timestamp;
             }
             self.place(&mut state, bytes, &header, log_append_time);
+            self.record_producer(&header);
             debug_assert!(
                 header.next_offset() > state.log_end_offset,
                 "offsets are dense and increasing"
@@ -222,6 +237,7 @@ impl PartitionLog {
             if failed {
                 return;
             }
+            self.maybe_snapshot_producers();
             if !self.config().flush_on_append {
                 self.maybe_sync_relaxed().await;
             }
@@ -415,7 +431,9 @@ impl PartitionLog {
         if let Some(files) = active {
             files.sync_indexes().await?;
         }
-        Ok(())
+        // Everything is durable now: the producer state as of the log end, so a clean
+        // restart reads it back instead of the batches.
+        self.snapshot_producers_at_shutdown(upto).await
     }
 
     /// Removes the partition's files. Fetches holding a `FileSlice` keep working (their

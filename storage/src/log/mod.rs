@@ -17,6 +17,7 @@
 
 mod append;
 mod compaction;
+mod producers;
 mod read;
 mod recovery;
 mod retention;
@@ -168,6 +169,12 @@ pub struct PartitionLog {
     cleaned_up_to: Cell<i64>,
     /// The shard's limit on flush windows in flight, shared with its other logs.
     flush_gate: Rc<FlushGate>,
+    /// Idempotent producers' sequences (`producers.rs`).
+    producers: RefCell<crate::producer_state::ProducerStateMap>,
+    /// Active segment at the last producer-state snapshot: one snapshot per segment.
+    producer_snapshot_segment: Cell<i64>,
+    /// A producer batch was recorded since the last snapshot.
+    producers_changed: Cell<bool>,
     /// Fault injection: when set, the next windows fail as a failing disk would.
     #[cfg(test)]
     fail_writes: Cell<bool>,
@@ -207,6 +214,9 @@ impl PartitionLog {
             sync_stats: Cell::new((0, 0)),
             cleaned_up_to: Cell::new(i64::MIN),
             flush_gate,
+            producers: RefCell::default(),
+            producer_snapshot_segment: Cell::new(log_start_offset),
+            producers_changed: Cell::new(false),
             #[cfg(test)]
             fail_writes: Cell::new(false),
             this: this.clone(),

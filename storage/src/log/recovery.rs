@@ -82,6 +82,7 @@ impl PartitionLog {
             let mut state = log.state.borrow_mut();
             state.log_start_offset = start.max(state.log_start_offset).min(state.log_end_offset);
         }
+        log.load_producers(last).await?;
         Ok(log)
     }
 }
