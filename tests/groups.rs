@@ -627,3 +627,96 @@ fn every_advertised_version_of_every_group_api_answers() {
         assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{dv}");
     }
 }
+
+/// JoinGroup v5 with the KIP-394 dance and this member's rebalance timeout.
+fn join_with_rebalance_timeout(
+    client: &mut Client,
+    group: &str,
+    member_id: &str,
+    rebalance_timeout_ms: i32,
+) -> JoinGroupResponse {
+    let request =
+        |id: &str| join_request(group, id, 30_000).with_rebalance_timeout_ms(rebalance_timeout_ms);
+    let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &request(member_id));
+    if response.error_code != code(ResponseError::MemberIdRequired) {
+        return response;
+    }
+    let id = response.member_id.to_string();
+    client.call(ApiKey::JoinGroup, 5, &request(&id))
+}
+
+#[test]
+fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_left_out() {
+    let broker = Broker::start(GROUP_FLAGS);
+    let mut a = broker.connect();
+    assert_eq!(find_coordinator(&mut a, "slow").error_code, 0);
+    // A long session, a short rebalance timeout: only the rebalance timeout can drop A.
+    let joined = join_with_rebalance_timeout(&mut a, "slow", "", 1500);
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let a_id = joined.member_id.to_string();
+    assert_eq!(
+        sync(&mut a, "slow", 1, &a_id, &[(&a_id, b"all")]).error_code,
+        0
+    );
+
+    let started = Instant::now();
+    let mut b = broker.connect();
+    let b_joined = join_with_rebalance_timeout(&mut b, "slow", "", 1500);
+    let waited = started.elapsed();
+    assert_eq!(b_joined.error_code, 0);
+    assert_eq!(b_joined.generation_id, 2);
+    assert_eq!(
+        b_joined.leader, b_joined.member_id,
+        "B leads the group A left"
+    );
+    assert_eq!(b_joined.members.len(), 1, "A did not rejoin in time");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10),
+        "the rebalance waited A's rebalance timeout, not its session: {waited:?}"
+    );
+    assert_eq!(
+        heartbeat(&mut a, "slow", 1, &a_id),
+        code(ResponseError::UnknownMemberId),
+        "A is no longer a member"
+    );
+}
+
+#[test]
+fn the_first_rebalance_waits_the_initial_delay_for_more_members() {
+    let broker = Broker::start(&[
+        "--group-initial-rebalance-delay-ms",
+        "1500",
+        "--group-min-session-timeout-ms",
+        "500",
+        "--offsets-topic-num-partitions",
+        "4",
+    ]);
+    let mut probe = broker.connect();
+    assert_eq!(find_coordinator(&mut probe, "late").error_code, 0);
+    let started = Instant::now();
+    let addr = broker.addr;
+    let first = thread::spawn(move || {
+        let mut a = Client::connect(addr);
+        (join(&mut a, "late", ""), started.elapsed())
+    });
+    thread::sleep(Duration::from_millis(300));
+    let mut b = broker.connect();
+    let b_joined = join(&mut b, "late", "");
+    let (a_joined, a_waited) = first.join().unwrap();
+    assert_eq!((a_joined.error_code, b_joined.error_code), (0, 0));
+    assert_eq!(
+        (a_joined.generation_id, b_joined.generation_id),
+        (1, 1),
+        "both members in the first generation: no second rebalance"
+    );
+    let leader_view = if a_joined.members.is_empty() {
+        &b_joined
+    } else {
+        &a_joined
+    };
+    assert_eq!(leader_view.members.len(), 2);
+    assert!(
+        a_waited >= Duration::from_millis(1400),
+        "the first join waited for the delay: {a_waited:?}"
+    );
+}
