@@ -27,8 +27,9 @@ const MESSAGE_TIMEOUT_MS: u32 = 30_000;
 pub(super) type Properties = Vec<(&'static str, String)>;
 
 /// Producer `producer_id`: acks, codec, batching, in-flight limit and buffer as the workload
-/// says; no idempotence (Weir has none yet); Java's murmur2 partitioner for keyed messages,
-/// so keys land where the native and Java clients put them.
+/// says; no idempotence, as the native producer sends no producer id (so both make the same
+/// requests); Java's murmur2 partitioner for keyed messages, so keys land where the native
+/// and Java clients put them.
 pub(super) fn producer_properties(
     bootstrap: &str,
     workload: &Workload,
