@@ -25,16 +25,15 @@ use crate::client::connection::{connect, RequestWriter, ResponseReader};
 use crate::clock::{monotonic_now_ns, unix_now_ms};
 use crate::error::BenchError;
 use crate::notify::Notify;
-use crate::payload::{filler, ValueHeader, VALUE_HEADER_BYTES};
+use crate::payload::{decimal_key, filler, MessageShape, ValueHeader, VALUE_HEADER_BYTES};
 use crate::protocol::murmur2::partition_for_key;
 use crate::protocol::record_batch::{BatchBuilder, BATCH_HEADER_BYTES};
-use crate::rng::SplitMix64;
-use crate::schedule::{FixedRateSchedule, Pace, Slot};
+use crate::schedule::{Pace, Slot};
 use crate::stats::delivery::SeqSet;
 use crate::stats::latency::LatencyRecorder;
 use crate::stats::live::LiveCounters;
 use crate::stats::series::TimeSeries;
-use crate::workload::{KeyStrategy, MessageSize, Workload};
+use crate::workload::Workload;
 
 pub const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
@@ -177,13 +176,21 @@ pub struct Producer {
     lane_of: Vec<usize>,
     open: Vec<OpenBatch>,
     sticky_partition: u32,
-    rng: SplitMix64,
+    shape: MessageShape,
     filler: Vec<u8>,
     topic_name: TopicName,
 }
 
 pub async fn run_producer(plan: ProducerPlan) -> Result<ProducerOutcome, BenchError> {
-    let mut producer = Producer::connect(plan).await?;
+    let live = plan.live.clone();
+    let mut producer = match Producer::connect(plan).await {
+        Ok(producer) => producer,
+        Err(e) => {
+            // Counted as done, so the runner's watch stops waiting for it.
+            LiveCounters::add(&live.producers_done, 1);
+            return Err(e);
+        }
+    };
     let result = producer.run().await;
     for lane in &mut producer.lanes {
         if let Some(reader) = lane.reader.take() {
@@ -246,20 +253,7 @@ impl Producer {
                 reader,
             });
         }
-        let seconds = workload.warmup_s + workload.duration_s;
-        let pace = match workload.rate_msgs_per_s {
-            0 => Pace::Max {
-                next_seq: 0,
-                end_ns: plan.end_ns,
-            },
-            rate => Pace::Fixed(FixedRateSchedule::new(
-                plan.start_ns,
-                rate,
-                seconds,
-                u64::from(plan.producer_id),
-                u64::from(plan.producers),
-            )),
-        };
+        let pace = Pace::for_producer(workload, plan.producer_id, plan.start_ns, plan.end_ns);
         let batch_capacity =
             workload.batch_bytes as usize + workload.message_size.bounds().1 as usize + 64;
         let open = (0..plan.leaders.len())
@@ -279,7 +273,7 @@ impl Producer {
             lane_of,
             open,
             sticky_partition: plan.producer_id % plan.leaders.len() as u32,
-            rng: SplitMix64::new(workload.seed ^ (u64::from(plan.producer_id) << 32)),
+            shape: MessageShape::new(workload, plan.producer_id),
             filler: filler(max_value, workload.seed),
             topic_name: TopicName(StrBytes::from_string(plan.topic.clone())),
             plan,
@@ -329,19 +323,9 @@ impl Producer {
 
     fn append(&mut self, slot: Slot, timestamp_ms: i64, now_ns: u64) {
         let workload = &self.plan.workload;
-        let value_len = match workload.message_size {
-            MessageSize::Fixed(n) => n as usize,
-            MessageSize::Uniform { min, max } => {
-                (u64::from(min) + self.rng.below(u64::from(max - min) + 1)) as usize
-            }
-        };
+        let (value_len, key_index) = self.shape.next(slot.seq);
         let mut key_buf = [0u8; 20];
-        let key_index = match workload.keys {
-            KeyStrategy::None => None,
-            KeyStrategy::RoundRobin(n) => Some(slot.seq % u64::from(n)),
-            KeyStrategy::Random(n) => Some(self.rng.below(u64::from(n))),
-        };
-        let key = key_index.map(|k| decimal(k, &mut key_buf));
+        let key = key_index.map(|k| decimal_key(k, &mut key_buf));
         let partitions = self.open.len() as u32;
         let partition = match key {
             Some(key) => partition_for_key(key, partitions),
@@ -608,19 +592,6 @@ async fn read_one_response(
     Ok(())
 }
 
-/// Writes `n` in decimal into `buf` and returns the digits: keys without allocation.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 async fn sleep_until(deadline_ns: u64) {
     let now_ns = monotonic_now_ns();
     if deadline_ns > now_ns {
@@ -642,17 +613,4 @@ pub async fn yield_now() {
         }
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_keys() {
-        let mut buf = [0u8; 20];
-        assert_eq!(decimal(0, &mut buf), b"0");
-        assert_eq!(decimal(1234567, &mut buf), b"1234567");
-        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
-    }
 }

@@ -1,10 +1,12 @@
 //! Drives the real `weir` broker with the real `weir-bench` binary: a short fixed-rate run
 //! whose counts must be exact, and a short max-rate run with keys, several producers and
-//! consumers, and variable sizes that must deliver every message exactly once.
+//! consumers, and variable sizes that must deliver every message exactly once; and every
+//! codec, stored as asked and read back exactly.
 
 mod common;
 
-use common::{bench, Broker};
+use common::{bench, codec_id, first_batch_codec, Broker};
+use weir_bench::workload::Compression;
 
 #[test]
 fn fixed_rate_counts_are_exact() {
@@ -74,4 +76,49 @@ fn max_rate_with_keys_and_several_clients_is_exactly_once() {
     assert_eq!(result.consume.messages_total, result.produce.messages_total);
     assert_eq!(result.delivery.out_of_order, 0);
     assert!(result.delivery.exactly_once);
+}
+
+#[test]
+fn every_codec_is_stored_compressed_and_read_back_exactly() {
+    let broker = Broker::start();
+    for (name, compression) in [
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ] {
+        let result = bench(
+            &broker,
+            &[
+                "--partitions",
+                "2",
+                "--keys",
+                "round-robin:10",
+                "--compression",
+                name,
+                "--rate",
+                "1000",
+                "--duration-s",
+                "1",
+                "--warmup-s",
+                "0",
+                "--linger-ms",
+                "20",
+            ],
+        );
+        let context = format!("{name}: {:?}", result.delivery);
+        assert_eq!(result.workload.compression, compression, "{context}");
+        assert_eq!(result.delivery.acked, 1_000, "{context}");
+        assert_eq!(result.delivery.consumed_unique, 1_000, "{context}");
+        assert_eq!(
+            result.consume.bytes_total, result.produce.bytes_total,
+            "{context}"
+        );
+        assert!(result.delivery.exactly_once, "{context}");
+        assert_eq!(
+            first_batch_codec(&broker, &result.topic),
+            codec_id(compression),
+            "{context}: stored with the codec asked for"
+        );
+    }
 }

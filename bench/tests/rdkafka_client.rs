@@ -4,16 +4,14 @@
 //! exactly once, their batches stored with the codec asked for. Only with the `rdkafka`
 //! feature.
 //!
-//! The compressed runs call the library rather than the binary: `Workload::validate` (which
-//! the command line applies to every client) still refuses compression, a limit of the
-//! native client that the rdkafka client does not share.
+//! The compressed runs call the library, so that the test builds the workload itself.
 #![cfg(feature = "rdkafka")]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{bench, Broker};
+use common::{bench, codec_id, first_batch_codec, Broker};
 use weir_bench::report::RunResult;
 use weir_bench::runner::RunOptions;
 use weir_bench::workload::{Compression, KeyStrategy, MessageSize, Workload};
@@ -122,30 +120,6 @@ fn every_codec_with_keys_and_several_clients_is_exactly_once() {
             codec_id(compression),
             "{context}: the batches on disk are compressed with the codec asked for"
         );
-    }
-}
-
-/// The codec bits of the attributes of the first record batch of partition 0, as stored:
-/// base offset (8), length (4), leader epoch (4), magic (1), CRC (4), then attributes (2).
-fn first_batch_codec(broker: &Broker, topic: &str) -> u16 {
-    let segment = broker
-        .data_path()
-        .join(format!("{topic}-0"))
-        .join("00000000000000000000.log");
-    let bytes = std::fs::read(&segment).expect("the first segment");
-    assert!(bytes.len() >= 23, "a batch header in {}", segment.display());
-    assert_eq!(bytes[16], 2, "magic 2");
-    u16::from_be_bytes([bytes[21], bytes[22]]) & 0x7
-}
-
-/// Kafka's codec ids in a batch's attributes.
-fn codec_id(compression: Compression) -> u16 {
-    match compression {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
     }
 }
 

@@ -12,10 +12,9 @@ use crate::producer::ProducerOutcome;
 use crate::report::RunResult;
 use crate::runner::{self, Outcomes, RunOptions, Setup};
 use crate::stats::live::LiveCounters;
-use crate::workload::{Compression, Workload};
 
 pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
-    validate(&options.workload)?;
+    options.workload.validate()?;
     let setup = runner::set_up(options)?;
     let consumer_tasks = consumer_tasks(options, &setup);
     let producer_tasks = producer_tasks(options, &setup);
@@ -46,16 +45,6 @@ pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
         }
     }
     runner::finish(options, setup, vec![outcomes], super::client_name())
-}
-
-/// The workload's own checks, less the refusal of compression: that one is the native
-/// client's limit, and librdkafka has every codec.
-fn validate(workload: &Workload) -> Result<(), BenchError> {
-    Workload {
-        compression: Compression::None,
-        ..workload.clone()
-    }
-    .validate()
 }
 
 fn producer_tasks(options: &RunOptions, setup: &Setup) -> Vec<ProducerTask> {

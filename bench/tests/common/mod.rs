@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir_bench::report::RunResult;
+use weir_bench::workload::Compression;
 
 pub struct Broker {
     pub addr: SocketAddr,
@@ -141,4 +142,28 @@ pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
     }
     let json = std::fs::read_to_string(out.path().join("result.json")).expect("result.json");
     RunResult::from_json(&json).expect("result.json parses")
+}
+
+/// The codec bits of the attributes of the first record batch of partition 0, as stored:
+/// base offset (8), length (4), leader epoch (4), magic (1), CRC (4), then attributes (2).
+pub fn first_batch_codec(broker: &Broker, topic: &str) -> u16 {
+    let segment = broker
+        .data_path()
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let bytes = std::fs::read(&segment).expect("the first segment");
+    assert!(bytes.len() >= 23, "a batch header in {}", segment.display());
+    assert_eq!(bytes[16], 2, "magic 2");
+    u16::from_be_bytes([bytes[21], bytes[22]]) & 0x7
+}
+
+/// Kafka's codec ids in a batch's attributes.
+pub fn codec_id(compression: Compression) -> u16 {
+    match compression {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
 }
