@@ -266,7 +266,8 @@ pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
         .unwrap_or(1_048_588)
 }
 
-/// The compaction settings of a topic whose `cleanup.policy` includes `compact`.
+/// The compaction settings of a topic whose `cleanup.policy` includes `compact`, with
+/// Kafka's default dedupe buffer (the cleaner divides it among the shards).
 pub fn compaction_policy(overrides: &BTreeMap<String, String>) -> Option<CompactionPolicy> {
     let value = |name: &str| -> &str {
         effective(
@@ -284,6 +285,7 @@ pub fn compaction_policy(overrides: &BTreeMap<String, String>) -> Option<Compact
         min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
         min_compaction_lag_ms: value("min.compaction.lag.ms").parse().unwrap_or(0),
         delete_retention_ms: value("delete.retention.ms").parse().unwrap_or(86_400_000),
+        dedupe_buffer_bytes: weir_storage::log::DEDUPE_BUFFER_BYTES_DEFAULT,
     })
 }
 

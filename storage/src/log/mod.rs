@@ -23,7 +23,9 @@ mod recovery;
 mod retention;
 mod wait;
 
-pub use compaction::{every_record_has_a_key, CompactionPolicy, CompactionStats};
+pub use compaction::{
+    every_record_has_a_key, CompactionPolicy, CompactionStats, DEDUPE_BUFFER_BYTES_DEFAULT,
+};
 pub use recovery::LastShutdown;
 pub use retention::RetentionPolicy;
 
@@ -164,9 +166,9 @@ pub struct PartitionLog {
     windows_flushed: Cell<u64>,
     /// fdatasyncs of data (count, total nanoseconds), for metrics.
     sync_stats: Cell<(u64, u64)>,
-    /// Offset up to which the cleaner has compacted (in memory: after a restart the first
-    /// cleaning treats the whole log as dirty, which costs a pass, not correctness).
-    cleaned_up_to: Cell<i64>,
+    /// The cleaner's first dirty offset (checkpointed) and its exclusion with segment
+    /// deletion (`compaction.rs`).
+    cleaner: compaction::CleanerState,
     /// The shard's limit on flush windows in flight, shared with its other logs.
     flush_gate: Rc<FlushGate>,
     /// Idempotent producers' sequences (`producers.rs`).
@@ -212,7 +214,7 @@ impl PartitionLog {
             waiters: WaitList::default(),
             windows_flushed: Cell::new(0),
             sync_stats: Cell::new((0, 0)),
-            cleaned_up_to: Cell::new(i64::MIN),
+            cleaner: Default::default(),
             flush_gate,
             producers: RefCell::default(),
             producer_snapshot_segment: Cell::new(log_start_offset),

@@ -6,12 +6,14 @@
 //! written, closed, and synced (the segment after them has files, which is when a closed
 //! segment is synced), so no pending write or recovery assumption refers to a deleted file.
 //! Readers holding a `FileSlice` of a deleted segment keep reading it: the descriptor stays
-//! open until they drop it. The log start offset survives restarts in a checkpoint file.
+//! open until they drop it. Deletion waits for a cleaned segment being swapped in
+//! (`compaction.rs`), so the swap never recreates a deleted segment's files. The log start
+//! offset survives restarts in a checkpoint file.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::PartitionLog;
+use super::{LogState, PartitionLog};
 use crate::error::StorageError;
 use crate::segment::{self, Segment, SegmentFiles};
 
@@ -42,8 +44,7 @@ impl PartitionLog {
                 self.roll_idle_active().await?;
             }
         }
-        let doomed = {
-            let state = self.state.borrow();
+        let doomed = |state: &LogState| {
             let deletable = deletable_prefix(&state.segments, &state.pending);
             let mut total: u64 = state.segments.iter().map(|s| s.assigned_size).sum();
             let mut count = 0;
@@ -92,10 +93,9 @@ impl PartitionLog {
         if target <= self.log_start_offset() {
             return Ok(self.log_start_offset());
         }
-        write_log_start_checkpoint(&self.dir, target).await?;
+        write_offset_file(&self.dir, LOG_START_CHECKPOINT, target).await?;
         self.state.borrow_mut().log_start_offset = target;
-        let doomed = {
-            let state = self.state.borrow();
+        let doomed = |state: &LogState| {
             let deletable = deletable_prefix(&state.segments, &state.pending);
             // A segment is wholly below the target when the next one starts at or before it.
             (0..deletable)
@@ -106,14 +106,22 @@ impl PartitionLog {
         Ok(self.log_start_offset())
     }
 
-    /// Removes the first `count` segments and advances the log start offset to the first
-    /// kept segment's base (or `floor`, if higher).
-    async fn delete_oldest(&self, count: usize, floor: Option<i64>) -> Result<usize, StorageError> {
-        if count == 0 {
-            return Ok(0);
-        }
-        let (removed, new_start) = {
+    /// Removes the first `doomed(state)` segments and advances the log start offset to the
+    /// first kept segment's base (or `floor`, if higher). Waits for a cleaned segment being
+    /// swapped in first, then counts and removes with no await in between, so the cleaner
+    /// sees a segment either in the log or gone, never half deleted.
+    async fn delete_oldest(
+        &self,
+        doomed: impl Fn(&LogState) -> usize,
+        floor: Option<i64>,
+    ) -> Result<usize, StorageError> {
+        self.until_no_segment_swap().await;
+        let (count, removed, new_start) = {
             let mut state = self.state.borrow_mut();
+            let count = doomed(&state);
+            if count == 0 {
+                return Ok(0);
+            }
             let removed: Vec<Segment> = state.segments.drain(..count).collect();
             let first_kept = state.segments[0].base_offset;
             let new_start = state
@@ -121,11 +129,11 @@ impl PartitionLog {
                 .max(first_kept)
                 .max(floor.unwrap_or(i64::MIN));
             state.log_start_offset = new_start;
-            (removed, new_start)
+            (count, removed, new_start)
         };
         // A checkpoint past the first segment's base would be stale once segments go; keep
         // it equal to what recovery would otherwise compute, or past it.
-        write_log_start_checkpoint(&self.dir, new_start).await?;
+        write_offset_file(&self.dir, LOG_START_CHECKPOINT, new_start).await?;
         let paths: Vec<PathBuf> = removed
             .iter()
             .flat_map(|s| {
@@ -200,7 +208,12 @@ pub(super) fn deletable_prefix(segments: &[Segment], pending: &[super::PendingWr
 
 /// Reads the checkpointed log start offset, if any.
 pub(super) fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
-    let path = dir.join(LOG_START_CHECKPOINT);
+    read_offset_file(dir, LOG_START_CHECKPOINT)
+}
+
+/// Reads an offset file of the partition directory (a checkpoint), if there is one.
+pub(super) fn read_offset_file(dir: &Path, name: &str) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => text
             .trim()
@@ -215,13 +228,20 @@ pub(super) fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, Stora
     }
 }
 
-async fn write_log_start_checkpoint(dir: &Path, offset: i64) -> Result<(), StorageError> {
+/// Writes an offset file of the partition directory atomically: a temporary file, fsync,
+/// rename, and a sync of the directory.
+pub(super) async fn write_offset_file(
+    dir: &Path,
+    name: &str,
+    offset: i64,
+) -> Result<(), StorageError> {
     let dir = dir.to_owned();
+    let name = name.to_owned();
     glommio::executor()
         .spawn_blocking(move || {
             use std::io::Write;
-            let path = dir.join(LOG_START_CHECKPOINT);
-            let tmp = dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
+            let path = dir.join(&name);
+            let tmp = dir.join(format!("{name}.tmp"));
             let mut file =
                 std::fs::File::create(&tmp).map_err(StorageError::io("creating", &tmp))?;
             file.write_all(offset.to_string().as_bytes())
