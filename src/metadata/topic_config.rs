@@ -126,9 +126,26 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        ConfigType::Double => value.parse::<f64>().map(|_| ()).map_err(|_| bad()),
+        ConfigType::Double => {
+            let n: f64 = value.parse().map_err(|_| bad())?;
+            if !n.is_finite() {
+                return Err(bad());
+            }
+            if n < def.min as f64 {
+                return Err(format!("{}: Value must be at least {}", bad(), def.min));
+            }
+            match double_max(name) {
+                Some(max) if n > max => Err(format!("{}: Value must be no more than {max}", bad())),
+                _ => Ok(()),
+            }
+        }
         ConfigType::String | ConfigType::List => validate_enum(name, value).ok_or_else(bad),
     }
+}
+
+/// The largest legal value of a Double config, where Kafka bounds it (`between(0, 1)`).
+fn double_max(name: &str) -> Option<f64> {
+    (name == "min.cleanable.dirty.ratio").then_some(1.0)
 }
 
 fn validate_enum(name: &str, value: &str) -> Option<()> {
@@ -363,6 +380,34 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("preallocate", "maybe").is_err());
+    }
+
+    /// Kafka: `min.cleanable.dirty.ratio` is `between(0, 1)`, checked with the same
+    /// INVALID_CONFIG wording.
+    #[test]
+    fn the_dirty_ratio_is_within_zero_and_one() {
+        for ok in ["0", "0.0", "0.5", "1", "1.0"] {
+            assert_eq!(validate("min.cleanable.dirty.ratio", ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            validate("min.cleanable.dirty.ratio", "1.5"),
+            Err(
+                "Invalid value 1.5 for configuration min.cleanable.dirty.ratio: \
+                 Value must be no more than 1"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            validate("min.cleanable.dirty.ratio", "-0.1"),
+            Err(
+                "Invalid value -0.1 for configuration min.cleanable.dirty.ratio: \
+                 Value must be at least 0"
+                    .to_string()
+            )
+        );
+        for bad in ["NaN", "inf", "half"] {
+            assert!(validate("min.cleanable.dirty.ratio", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ The timed tests (compaction lag, tombstone horizon) use lags of a few seconds.
 import signal
 import time
 
-from confluent_kafka import KafkaError, Producer
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, TopicPartition
 
 from helpers import consume_all, create_topic, unique_topic
@@ -278,3 +280,15 @@ def test_a_tombstone_outlives_the_first_cleaning_by_delete_retention_ms(broker_f
         time.sleep(0.5)
     assert time.monotonic() >= produced_at + retention_s
 
+
+def test_a_dirty_ratio_outside_zero_to_one_is_refused(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for bad, words in (("1.5", "no more than 1"), ("-0.1", "at least 0"), ("NaN", "Invalid value")):
+        topic = unique_topic("ratio")
+        futures = admin.create_topics([NewTopic(topic, 1, 1, config={"min.cleanable.dirty.ratio": bad})])
+        with pytest.raises(KafkaException) as refused:
+            futures[topic].result(15)
+        error = refused.value.args[0]
+        assert error.code() == KafkaError.INVALID_CONFIG and words in error.str(), (bad, error)
+    ok = unique_topic("ratio")
+    admin.create_topics([NewTopic(ok, 1, 1, config={"min.cleanable.dirty.ratio": "1"})])[ok].result(15)
