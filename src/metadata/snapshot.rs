@@ -1,5 +1,5 @@
 //! The metadata snapshot file: an rkyv archive of [`MetadataImage`] behind a checksummed
-//! header, replaced atomically (write temp, fsync, rename, fsync dir).
+//! header (`weir_storage::archive_file`), replaced atomically (write temp, fsync, rename, fsync dir).
 //!
 //! Disk input is untrusted: a short, foreign or corrupt file is an error, never a panic.
 
@@ -12,8 +12,6 @@ use super::MetadataImage;
 pub const SNAPSHOT_FILE: &str = "metadata.snapshot";
 const MAGIC: &[u8; 8] = b"WEIRMETA";
 const FORMAT_VERSION: u32 = 1;
-/// magic, format version u32, payload length u32, CRC32C of payload u32.
-const HEADER_BYTES: usize = 8 + 4 + 4 + 4;
 /// No sane metadata image is larger; checked before allocating.
 pub const SNAPSHOT_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
@@ -77,42 +75,11 @@ pub fn store(data_dir: &Path, image: &MetadataImage) -> Result<(), SnapshotError
 }
 
 pub fn encode(image: &MetadataImage) -> Vec<u8> {
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(image)
-        .expect("serializing an in-memory image with the default allocator cannot fail");
-    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
+    weir_storage::archive_file::encode(MAGIC, FORMAT_VERSION, image)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<MetadataImage, String> {
-    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
-        return Err("not a Weir metadata snapshot".into());
-    }
-    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let (format, len, crc) = (word(8), word(12) as usize, word(16));
-    if format != FORMAT_VERSION {
-        return Err(format!(
-            "format version {format}, this build reads {FORMAT_VERSION}"
-        ));
-    }
-    let payload = &bytes[HEADER_BYTES..];
-    if payload.len() != len {
-        return Err(format!(
-            "payload is {} bytes, header says {len}",
-            payload.len()
-        ));
-    }
-    if crc32c::crc32c(payload) != crc {
-        return Err("checksum mismatch".into());
-    }
-    // rkyv reads in place and needs the archive aligned; a Vec<u8> from disk may not be.
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
-    aligned.extend_from_slice(payload);
-    rkyv::from_bytes::<MetadataImage, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())
+    weir_storage::archive_file::decode(bytes, MAGIC, FORMAT_VERSION, "metadata snapshot")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! log: `append`, `read`, `recovery`, `retention`, `compaction`), `flush_gate` (a shard's
 //! limit on flushes in flight), `error`.
 
+pub mod archive_file;
 pub mod batch;
 pub mod error;
 pub mod flush_gate;

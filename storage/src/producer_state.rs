@@ -256,61 +256,37 @@ fn check_one(
 
 /// The snapshot file: producer state covering every batch below `offset`.
 pub mod snapshot {
+    use rkyv::{Archive, Deserialize, Serialize};
+
     use super::ProducerStateMap;
 
     pub const FILE_NAME: &str = "producer-state.snapshot";
     const MAGIC: &[u8; 8] = b"WEIRPROD";
     const FORMAT_VERSION: u32 = 1;
-    /// magic, format version u32, offset i64, payload length u32, CRC32C of the rest u32.
-    const HEADER_BYTES: usize = 8 + 4 + 8 + 4 + 4;
     /// Far above `PRODUCERS_MAX` entries; checked before allocating for a file from disk.
     pub const SNAPSHOT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+    #[derive(Archive, Serialize, Deserialize)]
+    struct Snapshot {
+        /// Every batch below this offset is in `state`, and none at or above it.
+        offset: i64,
+        state: ProducerStateMap,
+    }
+
     pub fn encode(state: &ProducerStateMap, offset: i64) -> Vec<u8> {
-        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(state)
-            .expect("serializing an in-memory map with the default allocator cannot fail");
-        let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        out.extend_from_slice(&offset.to_be_bytes());
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[8..24]), &payload);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out.extend_from_slice(&payload);
-        out
+        let snapshot = Snapshot {
+            offset,
+            state: state.clone(),
+        };
+        crate::archive_file::encode(MAGIC, FORMAT_VERSION, &snapshot)
     }
 
     /// The state and the offset it covers up to; an error for anything not a whole, valid
     /// snapshot of this format (the caller then rebuilds from the log).
     pub fn decode(bytes: &[u8]) -> Result<(ProducerStateMap, i64), String> {
-        if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
-            return Err("not a Weir producer-state snapshot".into());
-        }
-        let format = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        let offset = i64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes"));
-        let len = u32::from_be_bytes(bytes[20..24].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(bytes[24..28].try_into().expect("4 bytes"));
-        if format != FORMAT_VERSION {
-            return Err(format!(
-                "format version {format}, this build reads {FORMAT_VERSION}"
-            ));
-        }
-        let payload = &bytes[HEADER_BYTES..];
-        if payload.len() != len {
-            return Err(format!(
-                "payload is {} bytes, header says {len}",
-                payload.len()
-            ));
-        }
-        if crc32c::crc32c_append(crc32c::crc32c(&bytes[8..24]), payload) != crc {
-            return Err("checksum mismatch".into());
-        }
-        // rkyv reads in place and needs the archive aligned; bytes from disk may not be.
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
-        aligned.extend_from_slice(payload);
-        let state = rkyv::from_bytes::<ProducerStateMap, rkyv::rancor::Error>(&aligned)
-            .map_err(|e| e.to_string())?;
-        Ok((state, offset))
+        let snapshot: Snapshot =
+            crate::archive_file::decode(bytes, MAGIC, FORMAT_VERSION, "producer-state snapshot")?;
+        Ok((snapshot.state, snapshot.offset))
     }
 }
 
