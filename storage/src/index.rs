@@ -49,6 +49,13 @@ impl OffsetIndex {
         self.entries.last().copied()
     }
 
+    /// Entries pointing below byte `position`: those a recovery checkpoint at `position`
+    /// may trust (entries for batches written later are not covered by it).
+    pub fn entries_below(&self, position: u64) -> usize {
+        self.entries
+            .partition_point(|&(_, p)| u64::from(p) < position)
+    }
+
     pub fn encode_from(&self, first: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity((self.entries.len() - first) * OFFSET_ENTRY_BYTES);
         for &(o, p) in &self.entries[first..] {
@@ -123,6 +130,19 @@ impl TimeIndex {
         self.entries.last().copied()
     }
 
+    /// The first entry: the segment's first batch's max timestamp (it always raises the
+    /// max from nothing), with its last offset.
+    pub fn first(&self) -> Option<(i64, u32)> {
+        self.entries.first().copied()
+    }
+
+    /// Entries for batches ending below relative offset `relative_end`: those a recovery
+    /// checkpoint whose next offset is `base + relative_end` may trust.
+    pub fn entries_below(&self, relative_end: u64) -> usize {
+        self.entries
+            .partition_point(|&(_, o)| u64::from(o) < relative_end)
+    }
+
     pub fn encode_from(&self, first: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity((self.entries.len() - first) * TIME_ENTRY_BYTES);
         for &(t, o) in &self.entries[first..] {
@@ -193,6 +213,28 @@ mod tests {
         swapped.extend(index.encode_from(0));
         assert_eq!(OffsetIndex::decode(&swapped, 6000), None, "not increasing");
         assert_eq!(index.encode_from(1), bytes[8..].to_vec());
+    }
+
+    #[test]
+    fn entries_below_count_what_a_checkpoint_covers() {
+        let mut index = OffsetIndex::default();
+        assert_eq!(index.entries_below(1000), 0);
+        index.push(3, 100);
+        index.push(7, 5000);
+        assert_eq!(
+            index.entries_below(100),
+            0,
+            "an entry at the point is past it"
+        );
+        assert_eq!(index.entries_below(101), 1);
+        assert_eq!(index.entries_below(u64::MAX), 2);
+        let mut time = TimeIndex::default();
+        time.maybe_push(10, 2);
+        time.maybe_push(20, 6);
+        assert_eq!(time.entries_below(2), 0);
+        assert_eq!(time.entries_below(3), 1);
+        assert_eq!(time.entries_below(7), 2);
+        assert_eq!(time.first(), Some((10, 2)));
     }
 
     #[test]

@@ -175,6 +175,89 @@ pub async fn read_index_file(
     Ok(Some(bytes.to_vec()))
 }
 
+/// Reads the first `entries` entries of an index file, or None if the file is shorter. The
+/// count comes from disk (a recovery checkpoint), so it is bounded by what an index of a
+/// `log_size`-byte log could hold before allocating.
+pub async fn read_index_prefix(
+    file: &BufferedFile,
+    entry_bytes: usize,
+    entries: usize,
+    log_size: u64,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let entries_max = log_size / HEADER_BYTES as u64 + 1;
+    if entries as u64 > entries_max {
+        return Ok(None);
+    }
+    let len = entries * entry_bytes;
+    if len == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let size = file
+        .file_size()
+        .await
+        .map_err(StorageError::glommio("reading size of", path))?;
+    if size < len as u64 {
+        return Ok(None);
+    }
+    let bytes = file
+        .read_at(0, len)
+        .await
+        .map_err(StorageError::glommio("reading index of", path))?;
+    Ok((bytes.len() == len).then(|| bytes.to_vec()))
+}
+
+/// Bytes read per I/O by `walk_headers`: a header and then some, so that runs of small
+/// batches take one read while a large batch costs a read of its header only.
+const WALK_CHUNK_BYTES: usize = 8 * 1024;
+
+/// Walks the batch headers of `files` from `start` towards `end` without reading the
+/// batches' bodies or checking their CRCs, calling `on_batch(position, header)` for each
+/// batch that lies wholly before `end` with dense offsets from `expected_offset`; returns
+/// where the walk stopped. For stretches already known durable (below a recovery
+/// checkpoint), where only the offsets and positions need confirming.
+pub async fn walk_headers(
+    files: &SegmentFiles,
+    start: u64,
+    end: u64,
+    mut expected_offset: i64,
+    mut on_batch: impl FnMut(u64, &BatchHeader),
+) -> Result<u64, StorageError> {
+    let mut position = start;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_start = start;
+    while position + HEADER_BYTES as u64 <= end {
+        let offset_in_buf = (position - buf_start) as usize;
+        if buf.len() < offset_in_buf + HEADER_BYTES {
+            let want = WALK_CHUNK_BYTES.min((end - position) as usize);
+            let read = files
+                .log
+                .read_at(position, want)
+                .await
+                .map_err(StorageError::glommio("reading", &files.log_path))?;
+            if read.len() < HEADER_BYTES {
+                break;
+            }
+            buf.clear();
+            buf.extend_from_slice(&read);
+            buf_start = position;
+            continue;
+        }
+        let Ok(header) = batch::parse_header(&buf[offset_in_buf..]) else {
+            break;
+        };
+        let batch_end = position + header.batch_len as u64;
+        if header.base_offset != expected_offset || header.last_offset_delta < 0 || batch_end > end
+        {
+            break;
+        }
+        on_batch(position, &header);
+        expected_offset = header.next_offset();
+        position = batch_end;
+    }
+    Ok(position)
+}
+
 /// Walks the batches of `files` from `start` to `end`, calling `on_batch(position, header)`
 /// for each valid one, and returns where the valid prefix ends. With `check_crc`, every
 /// batch's CRC is verified; a batch that is torn, corrupt, or whose base offset does not
