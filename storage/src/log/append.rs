@@ -215,6 +215,7 @@ impl PartitionLog {
                 match result {
                     Ok(window_bytes) => {
                         complete_window(&mut state, &window, window_bytes);
+                        self.note_window_for_recovery(&window, self.config().flush_on_append);
                         window.clear();
                         state.spare_pending = window;
                         self.windows_flushed.set(self.windows_flushed.get() + 1);
@@ -286,14 +287,16 @@ impl PartitionLog {
     /// fdatasyncs every segment written since the last sync, which covers everything below
     /// `upto`. A failed sync fails the log: what reached the disk is unknown.
     async fn sync_unsynced(&self, upto: i64) -> Result<(), StorageError> {
+        let written = self.recovery.written();
         let unsynced = std::mem::take(&mut self.state.borrow_mut().unsynced);
-        for files in unsynced {
-            if let Err(e) = self.timed_sync(&files).await {
+        for files in &unsynced {
+            if let Err(e) = self.timed_sync(files).await {
                 self.state.borrow_mut().failed = true;
                 self.waiters.wake_all();
                 return Err(StorageError::glommio("syncing", &files.log_path)(e));
             }
         }
+        self.note_synced_for_recovery(written, &unsynced);
         let mut state = self.state.borrow_mut();
         state.synced_offset = state.synced_offset.max(upto);
         Ok(())
@@ -378,8 +381,9 @@ impl PartitionLog {
         Ok(files)
     }
 
-    /// Appends the segment's new index entries to its index files. Not synced: recovery
-    /// rebuilds the active segment's indexes, and a roll syncs the closed segment's.
+    /// Appends the segment's new index entries to its index files. Not synced: a recovery
+    /// checkpoint syncs them before it trusts them (recovery rebuilds the rest), and a roll
+    /// syncs the closed segment's.
     async fn persist_index(&self, base: i64, files: &SegmentFiles) -> Result<(), StorageError> {
         let (index, index_at, time_index, time_at) = {
             let mut state = self.state.borrow_mut();
@@ -431,6 +435,7 @@ impl PartitionLog {
         if let Some(files) = active {
             files.sync_indexes().await?;
         }
+        self.checkpoint_on_flush().await?;
         // Everything is durable now: the producer state as of the log end, so a clean
         // restart reads it back instead of the batches.
         self.snapshot_producers_at_shutdown(upto).await
@@ -441,7 +446,9 @@ impl PartitionLog {
     /// `StorageError::Closed`.
     pub async fn delete(self: Rc<Self>) -> Result<(), StorageError> {
         self.state.borrow_mut().closed = true;
-        self.waiters.until(|| !self.state.borrow().flushing).await;
+        self.waiters
+            .until(|| !self.state.borrow().flushing && !self.recovery.is_writing())
+            .await;
         // Long polls on this partition have nothing more to wait for.
         self.waiters.wake_all();
         let dir = self.dir.clone();

@@ -1,7 +1,8 @@
 //! A partition's log: offset assignment, group-committed appends, reads as file ranges, and
 //! crash recovery. One file per job: `append.rs` (offsets, pending buffer, flusher),
 //! `read.rs` (fetch ranges, time lookups, long-poll waits), `recovery.rs` (open, tail
-//! validation, index rebuild), `wait.rs` (the high-watermark wait list).
+//! validation, index rebuild), `checkpoint.rs` (the recovery checkpoint that bounds that
+//! tail), `wait.rs` (the high-watermark wait list).
 //!
 //! Hot path. Everything runs on the owning shard's executor (`Rc`/`RefCell`, no locks); a
 //! `PartitionLog` is `!Send` and must never be touched from another thread. It must never
@@ -16,6 +17,7 @@
 //! covers every batch that arrived while the previous one was in flight (group commit).
 
 mod append;
+mod checkpoint;
 mod compaction;
 mod producers;
 mod read;
@@ -23,6 +25,10 @@ mod recovery;
 mod retention;
 mod wait;
 
+pub use checkpoint::{
+    LogPoint, RecoveryCheckpoint, RecoveryReport, RECOVERY_CHECKPOINT_FILE,
+    RECOVERY_CHECKPOINT_INTERVAL_DEFAULT,
+};
 pub use compaction::{
     every_record_has_a_key, CompactionPolicy, CompactionStats, DEDUPE_BUFFER_BYTES_DEFAULT,
 };
@@ -171,6 +177,8 @@ pub struct PartitionLog {
     cleaner: compaction::CleanerState,
     /// The shard's limit on flush windows in flight, shared with its other logs.
     flush_gate: Rc<FlushGate>,
+    /// The recovery checkpoint's bookkeeping (`checkpoint.rs`).
+    recovery: checkpoint::RecoveryCheckpoints,
     /// Idempotent producers' sequences (`producers.rs`).
     producers: RefCell<crate::producer_state::ProducerStateMap>,
     /// Active segment at the last producer-state snapshot: one snapshot per segment.
@@ -216,6 +224,7 @@ impl PartitionLog {
             sync_stats: Cell::new((0, 0)),
             cleaner: Default::default(),
             flush_gate,
+            recovery: Default::default(),
             producers: RefCell::default(),
             producer_snapshot_segment: Cell::new(log_start_offset),
             producers_changed: Cell::new(false),
