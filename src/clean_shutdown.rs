@@ -2,6 +2,10 @@
 //! shard has flushed and synced every partition at shutdown; taken (removed, synced) at
 //! start before anything can be written. Present at start means the logs are exactly as a
 //! clean shutdown left them, so recovery can skip re-validating the active segments.
+//! Absent, each partition re-validates its active segment only from its own recovery
+//! checkpoint (`weir_storage::log::RecoveryCheckpoint`), which the shutdown's flush brought up
+//! to the log end and the run since has kept within a few seconds of it, so a crash costs
+//! a rescan of the last seconds of writes rather than of whole segments.
 
 use std::path::Path;
 
