@@ -1,16 +1,21 @@
 //! Crash safety: SIGKILL the broker while a producer streams acks=all batches, restart, and
 //! check that every acknowledged batch is there, in order, with dense offsets, and that the
 //! log takes new writes at the right offset. Bounded: a few kills, well under a minute.
+//!
+//! The kill points, the number of producers and the topic's `segment.bytes` (small ones roll
+//! often, so recovery starts from recovery checkpoints written at rolls; the default one is
+//! re-validated whole) come from a seed taken from the clock and printed;
+//! `WEIR_CRASH_SEED=<seed>` replays a run.
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::{batches, record_batch, Broker, Client};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -18,6 +23,45 @@ use kafka_protocol::protocol::StrBytes;
 
 const TOPIC: &str = "crash";
 const KILLS: usize = 4;
+/// Kills land this long after the producers start (or the broker restarts), plus up to
+/// `KILL_SPREAD_MS` more.
+const KILL_AFTER_MS_MIN: u64 = 150;
+const KILL_SPREAD_MS: u64 = 650;
+/// The topic's `segment.bytes`, one chosen per run: tiny and small roll every few hundred
+/// or thousand batches; None keeps the default (1 GiB, one active segment).
+const SEGMENT_BYTES_CHOICES: [Option<&str>; 3] = [Some("4096"), Some("65536"), None];
+
+/// The run's randomness: splitmix64, so any seed (0 too) gives a full-period stream.
+struct Rng(u64);
+
+impl Rng {
+    /// From `WEIR_CRASH_SEED` when set (replaying a failure), else from the clock.
+    fn from_env_or_clock() -> (Rng, u64) {
+        let seed = match std::env::var("WEIR_CRASH_SEED") {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("WEIR_CRASH_SEED={text:?} is not a u64")),
+            Err(_) => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("the clock is after 1970")
+                .as_nanos() as u64,
+        };
+        (Rng(seed), seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
 
 fn topic() -> TopicName {
     TopicName(StrBytes::from_static_str(TOPIC))
@@ -106,23 +150,43 @@ fn read_all(client: &mut Client) -> Vec<(i64, u64)> {
 
 #[test]
 fn sigkill_mid_stream_loses_no_acknowledged_batch() {
+    let (mut rng, seed) = Rng::from_env_or_clock();
+    let segment_bytes =
+        SEGMENT_BYTES_CHOICES[rng.below(SEGMENT_BYTES_CHOICES.len() as u64) as usize];
+    let producer_count = 1 + rng.below(3);
+    eprintln!(
+        "crash seed {seed} (replay: WEIR_CRASH_SEED={seed}): segment.bytes {}, {producer_count} \
+         producer(s)",
+        segment_bytes.unwrap_or("default")
+    );
+    // Recovery's per-partition report, to show how each restart recovered. Set before the
+    // broker starts (it inherits the environment); this file's one test is alone in it.
+    std::env::set_var("WEIR_LOG", "info,weir_storage::log::recovery=debug");
     let mut broker = Broker::start(&[]);
     let mut admin = broker.connect();
+    let configs = segment_bytes
+        .map(|bytes| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("segment.bytes"))
+                .with_value(Some(StrBytes::from_static_str(bytes)))
+        })
+        .into_iter()
+        .collect();
     let created: CreateTopicsResponse = admin.call(
         ApiKey::CreateTopics,
         5,
         &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
             .with_name(topic())
             .with_num_partitions(1)
-            .with_replication_factor(1)]),
+            .with_replication_factor(1)
+            .with_configs(configs)]),
     );
-    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(created.topics[0].error_code, 0, "seed {seed}");
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next_seq = 0;
     for kill in 0..KILLS {
         let stop = Arc::new(AtomicBool::new(false));
-        let producers: Vec<_> = (0..2)
+        let producers: Vec<_> = (0..producer_count)
             .map(|p| {
                 let (acked, stop, addr) = (acked.clone(), stop.clone(), broker.addr);
                 let first = next_seq + p * 1_000_000;
@@ -130,38 +194,45 @@ fn sigkill_mid_stream_loses_no_acknowledged_batch() {
             })
             .collect();
         next_seq += 10_000_000;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(200 + seed % 600));
+        let kill_after_ms = KILL_AFTER_MS_MIN + rng.below(KILL_SPREAD_MS);
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
         broker.kill();
         stop.store(true, Ordering::Relaxed);
         for producer in producers {
             producer.join().unwrap();
         }
         broker.start_again();
+        let recovered = broker
+            .log_text()
+            .lines()
+            .rfind(|line| line.contains(&format!("{TOPIC}-0: re-validated")))
+            .map(|line| line[line.find("re-validated").unwrap_or(0)..].to_string());
+        eprintln!(
+            "restart {kill}: {}",
+            recovered.as_deref().unwrap_or("no recovery report")
+        );
         let stored = read_all(&mut broker.connect());
         for (i, (offset, _)) in stored.iter().enumerate() {
             assert_eq!(
                 *offset, i as i64,
-                "offsets are dense from 0 after kill {kill}"
+                "offsets are dense from 0 after kill {kill} (seed {seed})"
             );
         }
         let acked = acked.lock().unwrap();
         assert!(
             !acked.is_empty(),
-            "nothing was acknowledged before kill {kill}"
+            "nothing was acknowledged before kill {kill} (seed {seed})"
         );
         for &(offset, seq) in acked.iter() {
             let found = stored.get(offset as usize).map(|&(_, s)| s);
             assert_eq!(
                 found,
                 Some(seq),
-                "acknowledged offset {offset} (seq {seq}) lost after kill {kill}"
+                "acknowledged offset {offset} (seq {seq}) lost after kill {kill} (seed {seed})"
             );
         }
         eprintln!(
-            "kill {kill}: {} batches acknowledged so far, {} stored",
+            "kill {kill} after {kill_after_ms} ms: {} batches acknowledged so far, {} stored",
             acked.len(),
             stored.len()
         );
