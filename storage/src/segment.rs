@@ -213,14 +213,16 @@ const WALK_CHUNK_BYTES: usize = 8 * 1024;
 
 /// Walks the batch headers of `files` from `start` towards `end` without reading the
 /// batches' bodies or checking their CRCs, calling `on_batch(position, header)` for each
-/// batch that lies wholly before `end` with dense offsets from `expected_offset`; returns
-/// where the walk stopped. For stretches already known durable (below a recovery
-/// checkpoint), where only the offsets and positions need confirming.
+/// batch that lies wholly before `end` and continues from `expected_offset` (exactly when
+/// `dense`; a closed segment the cleaner compacted may skip offsets); returns where the walk
+/// stopped. For stretches whose CRCs were checked before: below a recovery checkpoint, and
+/// a closed segment's tail after its last index entry.
 pub async fn walk_headers(
     files: &SegmentFiles,
     start: u64,
     end: u64,
     mut expected_offset: i64,
+    dense: bool,
     mut on_batch: impl FnMut(u64, &BatchHeader),
 ) -> Result<u64, StorageError> {
     let mut position = start;
@@ -247,8 +249,12 @@ pub async fn walk_headers(
             break;
         };
         let batch_end = position + header.batch_len as u64;
-        if header.base_offset != expected_offset || header.last_offset_delta < 0 || batch_end > end
-        {
+        let in_sequence = if dense {
+            header.base_offset == expected_offset
+        } else {
+            header.base_offset >= expected_offset
+        };
+        if !in_sequence || header.last_offset_delta < 0 || batch_end > end {
             break;
         }
         on_batch(position, &header);
@@ -336,5 +342,65 @@ mod tests {
         assert_eq!(parse_log_name("00000000000000000042.index"), None);
         assert_eq!(parse_log_name("42.log"), None);
         assert_eq!(parse_log_name("0000000000000000004x.log"), None);
+    }
+
+    #[test]
+    fn walk_headers_reads_headers_only_and_minds_the_offsets() {
+        let dir = tempfile::tempdir().expect("a temporary directory can be created");
+        let path = dir.path().to_path_buf();
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        // Offsets 0, 1, then 5: a hole, as the cleaner leaves in a closed segment.
+        for (base, timestamp) in [(0i64, 1), (1, 2), (5, 3)] {
+            let mut one = crate::batch::tests::batch(&[b"value"], timestamp);
+            batch::stamp_base_offset(&mut one, base);
+            bytes.extend_from_slice(&one);
+            ends.push(bytes.len() as u64);
+        }
+        bytes.extend_from_slice(&crate::batch::tests::batch(&[b"torn"], 4)[..30]);
+        std::fs::write(path.join(file_name(0, "log")), &bytes).unwrap();
+        let size = bytes.len() as u64;
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("a test executor can be built")
+            .run(async move {
+                let files = SegmentFiles::open(&path, 0).await.unwrap();
+                let mut seen = Vec::new();
+                let end = walk_headers(&files, 0, size, 0, false, |position, header| {
+                    seen.push((position, header.base_offset))
+                })
+                .await
+                .unwrap();
+                assert_eq!(end, ends[2], "the torn batch ends the walk");
+                assert_eq!(seen, vec![(0, 0), (ends[0], 1), (ends[1], 5)]);
+                let walk = |start, end, expected, dense| {
+                    let files = &files;
+                    async move {
+                        walk_headers(files, start, end, expected, dense, |_, _| {})
+                            .await
+                            .unwrap()
+                    }
+                };
+                assert_eq!(
+                    walk(0, size, 0, true).await,
+                    ends[1],
+                    "dense: a hole ends it"
+                );
+                assert_eq!(
+                    walk(ends[0], size, 2, false).await,
+                    ends[0],
+                    "an offset behind"
+                );
+                assert_eq!(
+                    walk(0, ends[1] - 1, 0, true).await,
+                    ends[0],
+                    "a batch past end"
+                );
+                assert_eq!(
+                    walk(ends[2], ends[2], 6, true).await,
+                    ends[2],
+                    "nothing to walk"
+                );
+            });
     }
 }

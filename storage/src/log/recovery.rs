@@ -167,11 +167,14 @@ async fn load_closed_segment(
     let expected = base + i64::from(last_relative);
     let mut next_offset = expected;
     let mut max_timestamp = segment.max_timestamp;
-    let valid_end = segment::scan(&files, tail_start, size, expected, false, |_, header| {
-        next_offset = header.next_offset();
-        max_timestamp = max_timestamp.max(header.max_timestamp);
-    })
-    .await?;
+    // Headers only: this segment's CRCs were checked while it was active, and reading the
+    // last batch whole would cost up to a batch (a MiB) per segment at every start.
+    let valid_end =
+        segment::walk_headers(&files, tail_start, size, expected, false, |_, header| {
+            next_offset = header.next_offset();
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+        })
+        .await?;
     let time_index_fits = time_index
         .last()
         .is_none_or(|(_, relative)| base + i64::from(relative) < next_offset);
@@ -281,6 +284,7 @@ async fn segment_up_to(
         u64::from(walk_from),
         point.position,
         next_offset,
+        true,
         |_, header| {
             next_offset = header.next_offset();
         },
