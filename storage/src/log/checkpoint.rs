@@ -189,6 +189,10 @@ pub(super) struct RecoveryCheckpoints {
     roll_write_queued: Cell<bool>,
     /// A checkpoint file write is in flight (`delete` waits for it).
     writing: Cell<bool>,
+    /// A sync this module issued failed: no more checkpoints from this process. After a
+    /// failed fsync Linux may report the next one clean though the pages were dropped, so
+    /// nothing synced from then on can be trusted (the one on disk still can).
+    disabled: Cell<bool>,
     last_write: Cell<Instant>,
     interval: Cell<Duration>,
     report: Cell<RecoveryReport>,
@@ -205,6 +209,7 @@ impl Default for RecoveryCheckpoints {
             writer_running: Cell::new(false),
             roll_write_queued: Cell::new(false),
             writing: Cell::new(false),
+            disabled: Cell::new(false),
             last_write: Cell::new(Instant::now()),
             interval: Cell::new(RECOVERY_CHECKPOINT_INTERVAL_DEFAULT),
             report: Cell::new(RecoveryReport::default()),
@@ -334,11 +339,10 @@ impl PartitionLog {
             // A relaxed log's last sync may still be in flight in its `flush.ms` timer: sync
             // once more rather than trust it.
             if let Some(files) = self.files_of(point.segment_base) {
-                files
-                    .log
-                    .fdatasync()
-                    .await
-                    .map_err(StorageError::glommio("syncing", &files.log_path))?;
+                if let Err(e) = files.log.fdatasync().await {
+                    r.disabled.set(true);
+                    return Err(StorageError::glommio("syncing", &files.log_path)(e));
+                }
                 self.publish_synced(point);
             }
         }
@@ -362,7 +366,7 @@ impl PartitionLog {
     fn publish_synced(&self, point: LogPoint) {
         let r = &self.recovery;
         let previous = r.synced.get();
-        if previous.is_some_and(|current| !point.is_after(&current)) {
+        if r.disabled.get() || previous.is_some_and(|current| !point.is_after(&current)) {
             return;
         }
         r.synced.set(Some(point));
@@ -421,6 +425,7 @@ impl PartitionLog {
         };
         r.writing.set(true);
         let result = self.sync_indexes_and_write(&files, checkpoint).await;
+        r.disabled.set(r.disabled.get() || result.is_err());
         r.writing.set(false);
         self.waiters.wake_all();
         result?;
@@ -433,7 +438,7 @@ impl PartitionLog {
     /// would be the one recovery scans) and the log is in service.
     fn checkpoint_for(&self, point: LogPoint) -> Option<(Rc<SegmentFiles>, RecoveryCheckpoint)> {
         let state = self.state.borrow();
-        if state.closed || state.failed {
+        if state.closed || state.failed || self.recovery.disabled.get() {
             return None;
         }
         let segment = state.segments.iter().rev().find(|s| s.files.is_some())?;
@@ -528,11 +533,10 @@ impl PartitionLog {
         let Some(files) = self.files_of(point.segment_base) else {
             return Ok(());
         };
-        files
-            .log
-            .fdatasync()
-            .await
-            .map_err(StorageError::glommio("syncing", &files.log_path))?;
+        if let Err(e) = files.log.fdatasync().await {
+            r.disabled.set(true);
+            return Err(StorageError::glommio("syncing", &files.log_path)(e));
+        }
         self.publish_synced(point);
         Ok(())
     }
