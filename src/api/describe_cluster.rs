@@ -6,11 +6,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::{str_bytes, Answer, RequestContext};
 use crate::shard_context::ShardContext;
 
-pub fn handle(
-    ctx: &ShardContext,
-    request: RequestContext,
-    _body: DescribeClusterRequest,
-) -> Answer {
+pub fn handle(ctx: &ShardContext, request: RequestContext, body: DescribeClusterRequest) -> Answer {
     let config = &ctx.config;
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(config.node_id))
@@ -20,6 +16,8 @@ pub fn handle(
         .with_cluster_id(str_bytes(&ctx.image().cluster_id))
         .with_controller_id(BrokerId(config.node_id))
         .with_brokers(vec![broker])
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(super::authorized_operations::cluster(
+            body.include_cluster_authorized_operations,
+        ));
     request.reply(&response)
 }

@@ -59,7 +59,10 @@ pub async fn handle(
                 .with_group_state(str_bytes(described.state.name()))
                 .with_protocol_type(str_bytes(&described.protocol_type))
                 .with_protocol_data(str_bytes(&described.protocol))
-                .with_members(members),
+                .with_members(members)
+                .with_authorized_operations(super::authorized_operations::group(
+                    body.include_authorized_operations,
+                )),
         );
     }
     request.reply(&DescribeGroupsResponse::default().with_groups(groups))

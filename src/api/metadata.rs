@@ -9,13 +9,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::{str_bytes, Answer, RequestContext};
+use super::{authorized_operations, str_bytes, Answer, RequestContext};
 use crate::metadata::controller::{self, NewTopic};
 use crate::metadata::{topic_name, MetadataImage, TopicMeta};
 use crate::shard_context::ShardContext;
-
-/// Kafka's "authorized operations not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(
     ctx: &Rc<ShardContext>,
@@ -36,15 +33,18 @@ pub async fn handle(
         }
     }
     let image = ctx.image();
+    // The include flags exist from v8 (cluster: v8-10); kafka-protocol reads them as false
+    // before.
+    let topic_operations = authorized_operations::topic(body.include_topic_authorized_operations);
     let topics = match &wanted {
         None => image
             .topics
             .values()
-            .map(|t| describe(ctx, t, request.version))
+            .map(|t| describe(ctx, t, request.version, topic_operations))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|n| describe_named(ctx, &image, n, request.version))
+            .map(|n| describe_named(ctx, &image, n, request.version, topic_operations))
             .collect(),
     };
     let config = &ctx.config;
@@ -61,7 +61,11 @@ pub async fn handle(
             -1
         }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(if (8..=10).contains(&request.version) {
+            authorized_operations::cluster(body.include_cluster_authorized_operations)
+        } else {
+            authorized_operations::OMITTED
+        });
     request.reply(&response)
 }
 
@@ -120,9 +124,10 @@ fn describe_named(
     image: &MetadataImage,
     name: &str,
     version: i16,
+    operations: i32,
 ) -> MetadataResponseTopic {
     match image.topic(name) {
-        Some(topic) => describe(ctx, topic, version),
+        Some(topic) => describe(ctx, topic, version, operations),
         None => {
             let error = if topic_name::validate(name).is_err() {
                 ResponseError::InvalidTopicException
@@ -132,14 +137,19 @@ fn describe_named(
             MetadataResponseTopic::default()
                 .with_name(Some(TopicName(super::str_bytes(name))))
                 .with_error_code(error.code())
-                .with_topic_authorized_operations(OPERATIONS_OMITTED)
+                .with_topic_authorized_operations(authorized_operations::OMITTED)
         }
     }
 }
 
 /// kafka-protocol refuses to encode a field set in a version that lacks it, so version-bound
 /// fields are set only where they exist (leader_epoch v7+, topic_id v10+, is_internal v1+).
-fn describe(ctx: &ShardContext, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn describe(
+    ctx: &ShardContext,
+    topic: &TopicMeta,
+    version: i16,
+    operations: i32,
+) -> MetadataResponseTopic {
     let node = BrokerId(ctx.config.node_id);
     let partitions = (0..topic.partitions.len() as i32)
         .map(|index| {
@@ -160,5 +170,5 @@ fn describe(ctx: &ShardContext, topic: &TopicMeta, version: i16) -> MetadataResp
         })
         .with_is_internal(version >= 1 && topic.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(operations)
 }

@@ -6,6 +6,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authorized_operations;
 pub mod config_resources;
 pub mod create_partitions;
 pub mod create_topics;

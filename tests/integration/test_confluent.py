@@ -295,3 +295,23 @@ def test_list_offsets_max_timestamp_finds_the_newest_record(broker, linger_ms):
     found = {tp.partition: (r.offset, r.timestamp) for tp, f in admin.list_offsets(spec).items()
              for r in [f.result(15)]}
     assert found == {0: (1, 9_000), 1: (-1, -1)}
+
+
+def test_authorized_operations_are_reported_when_asked(broker):
+    """KIP-430: with no ACLs every operation Kafka supports on a resource is allowed; a client
+    that asks must get that set, not the "omitted" marker (whose sign bit kafka-python 2.3
+    reads as an operation 31 and fails on)."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+
+    name = create_topic(broker.bootstrap, unique_topic("acl"))
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    (described,) = admin.describe_topics(TopicCollection([name]), include_authorized_operations=True).values()
+    topic_ops = set(described.result(15).authorized_operations)
+    assert topic_ops == {AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+                         AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+                         AclOperation.ALTER_CONFIGS}
+    cluster = admin.describe_cluster(include_authorized_operations=True, request_timeout=15).result(15)
+    assert {AclOperation.DESCRIBE, AclOperation.ALTER, AclOperation.IDEMPOTENT_WRITE} <= set(cluster.authorized_operations)
+    not_asked = admin.describe_cluster(request_timeout=15).result(15)
+    assert not not_asked.authorized_operations, "not asked: none reported"
