@@ -148,7 +148,9 @@ impl PartitionLog {
             .map_or(state.log_end_offset, |s| s.base_offset)
     }
 
-    /// Records every batch at or after `from` from its header (no CRC pass, no record).
+    /// Records every batch at or after `from` from its header (no CRC pass, no record, no
+    /// body read: a header-only walk, so the replay costs a read per batch or per run of small
+    /// batches, not a pass over the data). The stretch was CRC-checked by recovery or before.
     async fn replay_producers(&self, from: i64) -> Result<(), StorageError> {
         let segments: Vec<_> = {
             let state = self.state.borrow();
@@ -161,7 +163,7 @@ impl PartitionLog {
         };
         for (files, base, size) in segments {
             let mut headers = Vec::new();
-            segment::scan(&files, 0, size, base, false, |_, header| {
+            segment::walk_headers(&files, 0, size, base, false, |_, header| {
                 if header.producer_id >= 0 && header.last_offset() >= from {
                     headers.push(*header);
                 }
