@@ -8,8 +8,8 @@ starting the process to the broker answering Metadata for the topic with every p
 led (that is: every log opened and recovered):
 
   clean    after SIGTERM: the clean-shutdown marker lets every log trust its files;
-  unclean  after SIGKILL: every partition re-validates its active segment (CRC32C of every
-           batch) and rebuilds its indexes;
+  unclean  after SIGKILL: every partition re-validates its active segment from its recovery
+           checkpoint on (CRC32C of every batch past it) and rebuilds the index entries past it;
   cold     after SIGKILL and dropping the page cache (needs root; skipped otherwise), so
            recovery reads the segments from disk.
 
