@@ -202,21 +202,18 @@ fn broker_entries(ctx: &ShardContext, name: &str) -> Result<Vec<Entry>, (Respons
             ConfigType::Int,
         ),
     ];
-    // Broker-level defaults of the topic configs, under Kafka's `log.` names where they differ.
+    // The broker-level defaults of the topic configs, under Kafka's broker names
+    // (`log.retention.ms`, `message.max.bytes`, ...): a `[topic_defaults]` value is the
+    // broker's own (STATIC_BROKER_CONFIG), else Kafka's default.
     for def in TOPIC_CONFIGS {
-        let broker_name = match def.name {
-            "segment.bytes" => "log.segment.bytes".to_owned(),
-            "retention.ms" => "log.retention.ms".to_owned(),
-            "retention.bytes" => "log.retention.bytes".to_owned(),
-            "cleanup.policy" => "log.cleanup.policy".to_owned(),
-            "index.interval.bytes" => "log.index.interval.bytes".to_owned(),
-            "max.message.bytes" => "message.max.bytes".to_owned(),
-            _ => continue,
+        let (value, source) = match topic_config::broker_default(def.name) {
+            Some(value) => (value.to_owned(), SOURCE_STATIC_BROKER),
+            None => (def.default.to_owned(), SOURCE_DEFAULT),
         };
         entries.push(entry(
-            &broker_name,
-            def.default.to_owned(),
-            SOURCE_DEFAULT,
+            &topic_config::broker_config_name(def.name),
+            value,
+            source,
             def.kind,
         ));
     }

@@ -36,6 +36,13 @@ def test_broker_defaults_apply_show_as_static_broker_config_and_act(broker_facto
         "retention.ms": ("7200000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value),
         "log.retention.ms": ("60000", ConfigSource.STATIC_BROKER_CONFIG.value),
     }, "Kafka's synonym chain, the broker level under the broker config's name"
+    (broker_configs,) = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, "0")]).values()
+    broker_configs = broker_configs.result(10)
+    for name, value in (("log.retention.ms", "60000"), ("log.segment.bytes", "1024"),
+                        ("message.max.bytes", "500000")):
+        assert (broker_configs[name].value, broker_configs[name].source) == \
+            (value, ConfigSource.STATIC_BROKER_CONFIG.value), f"the broker shows its own {name}"
+    assert broker_configs["log.cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
     # The defaults act: old records go by the broker's retention.ms, small segments roll.
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
     old = int(time.time() * 1000) - 3_600_000
