@@ -1587,25 +1587,35 @@ mod tests {
         });
     }
 
+    /// A log of small segments holding thirty values of one key, then filler stamped
+    /// `filler_timestamp`: most of it is cleanable.
+    async fn one_key_thirty_times(
+        dir: &std::path::Path,
+        filler_timestamp: i64,
+    ) -> (std::rc::Rc<PartitionLog>, LogConfig) {
+        let config = LogConfig {
+            segment_bytes: 400,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.to_path_buf(), config.clone())
+            .await
+            .unwrap();
+        for i in 0..30 {
+            let value = format!("v{i}");
+            log.append(&keyed(&[("same", Some(&value))], 1_000, Compression::None))
+                .await
+                .unwrap();
+        }
+        filler(&log, 4, filler_timestamp).await;
+        (log, config)
+    }
+
     /// Retention or DeleteRecords deleting a segment while the cleaner rewrites it: the
     /// cleaner notices and drops its work, and no deleted file comes back.
     #[test]
     fn a_segment_deleted_while_it_is_cleaned_stays_deleted() {
         run(|dir| async move {
-            let config = LogConfig {
-                segment_bytes: 400,
-                ..LogConfig::default()
-            };
-            let log = PartitionLog::open(dir.clone(), config.clone())
-                .await
-                .unwrap();
-            for i in 0..30 {
-                let value = format!("v{i}");
-                log.append(&keyed(&[("same", Some(&value))], 1_000, Compression::None))
-                    .await
-                    .unwrap();
-            }
-            filler(&log, 4, 1_000).await;
+            let (log, config) = one_key_thirty_times(&dir, 1_000).await;
             let (reached, resume) = pause_at(&log, Stage::BeforeSwap);
             let cleaning = glommio::spawn_local({
                 let log = log.clone();
@@ -1638,20 +1648,7 @@ mod tests {
     #[test]
     fn segment_deletion_waits_for_a_swap_under_way() {
         run(|dir| async move {
-            let config = LogConfig {
-                segment_bytes: 400,
-                ..LogConfig::default()
-            };
-            let log = PartitionLog::open(dir.clone(), config.clone())
-                .await
-                .unwrap();
-            for i in 0..30 {
-                let value = format!("v{i}");
-                log.append(&keyed(&[("same", Some(&value))], 1_000, Compression::None))
-                    .await
-                    .unwrap();
-            }
-            filler(&log, 4, 50_000).await;
+            let (log, config) = one_key_thirty_times(&dir, 50_000).await;
             let (reached, resume) = pause_at(&log, Stage::DuringSwap);
             let cleaning = glommio::spawn_local({
                 let log = log.clone();
