@@ -76,6 +76,39 @@ pub struct ProducerOutcome {
     pub error_codes: BTreeMap<i16, u64>,
 }
 
+impl ProducerOutcome {
+    /// Books one acknowledged message: the delivery set, and its latency from the intended
+    /// send time when that falls in the measured `window` (and latency is recorded at all).
+    pub fn book_acked(
+        &mut self,
+        seq: u64,
+        intended_ns: u64,
+        now_ns: u64,
+        window: (u64, u64),
+        record_latency: bool,
+    ) {
+        self.acked.insert(seq);
+        if record_latency && intended_ns >= window.0 && intended_ns < window.1 {
+            let latency_ns = now_ns.saturating_sub(intended_ns);
+            self.latency.record_ns(latency_ns);
+            self.series
+                .produce_latency(intended_ns)
+                .record_ns(latency_ns);
+        }
+    }
+
+    /// Books the counters of `msgs` messages of `bytes` value bytes acknowledged at `now_ns`.
+    pub fn book_acked_counts(&mut self, msgs: u64, bytes: u64, now_ns: u64, window: (u64, u64)) {
+        self.acked_msgs_total += msgs;
+        self.acked_bytes_total += bytes;
+        if now_ns >= window.0 && now_ns < window.1 {
+            self.acked_msgs_window += msgs;
+            self.acked_bytes_window += bytes;
+        }
+        self.series.record_acks(now_ns, msgs, bytes);
+    }
+}
+
 struct SentBatch {
     partition: i32,
     records: Bytes,
@@ -105,30 +138,19 @@ impl Shared {
     /// Books an acknowledged batch: latency per message from its intended time, the delivery
     /// set, and the counters.
     fn acknowledge(&self, batch: SentBatch, now_ns: u64) {
-        let (window_start, window_end) = self.window;
         let mut r = self.recording.borrow_mut();
-        let r = &mut *r;
         for slot in &batch.slots {
-            r.acked.insert(slot.seq);
-            if self.record_latency
-                && slot.intended_ns >= window_start
-                && slot.intended_ns < window_end
-            {
-                let latency_ns = now_ns.saturating_sub(slot.intended_ns);
-                r.latency.record_ns(latency_ns);
-                r.series
-                    .produce_latency(slot.intended_ns)
-                    .record_ns(latency_ns);
-            }
+            r.book_acked(
+                slot.seq,
+                slot.intended_ns,
+                now_ns,
+                self.window,
+                self.record_latency,
+            );
         }
         let msgs = batch.slots.len() as u64;
-        r.acked_msgs_total += msgs;
-        r.acked_bytes_total += batch.value_bytes;
-        if now_ns >= window_start && now_ns < window_end {
-            r.acked_msgs_window += msgs;
-            r.acked_bytes_window += batch.value_bytes;
-        }
-        r.series.record_acks(now_ns, msgs, batch.value_bytes);
+        r.book_acked_counts(msgs, batch.value_bytes, now_ns, self.window);
+        drop(r);
         LiveCounters::add(&self.live.acked_msgs, msgs);
         LiveCounters::add(&self.live.acked_bytes, batch.value_bytes);
         self.release(batch);

@@ -131,30 +131,19 @@ impl Deliveries {
 
     /// One acknowledged message, booked as `producer::Shared::acknowledge` books each record.
     fn acknowledge(&self, header: &ValueHeader, value_bytes: u64, now_ns: u64) {
-        let (window_start, window_end) = self.window;
         let mut recording = self.lock();
         let Recording {
             outcome: r,
             unpublished,
         } = &mut *recording;
-        r.acked.insert(header.seq);
-        if self.record_latency
-            && header.intended_ns >= window_start
-            && header.intended_ns < window_end
-        {
-            let latency_ns = now_ns.saturating_sub(header.intended_ns);
-            r.latency.record_ns(latency_ns);
-            r.series
-                .produce_latency(header.intended_ns)
-                .record_ns(latency_ns);
-        }
-        r.acked_msgs_total += 1;
-        r.acked_bytes_total += value_bytes;
-        if now_ns >= window_start && now_ns < window_end {
-            r.acked_msgs_window += 1;
-            r.acked_bytes_window += value_bytes;
-        }
-        r.series.record_acks(now_ns, 1, value_bytes);
+        r.book_acked(
+            header.seq,
+            header.intended_ns,
+            now_ns,
+            self.window,
+            self.record_latency,
+        );
+        r.book_acked_counts(1, value_bytes, now_ns, self.window);
         unpublished.acked_msgs += 1;
         unpublished.acked_bytes += value_bytes;
     }
