@@ -230,7 +230,17 @@ mod tests {
     /// A batch of `values` from producer `id` at `epoch`, its first record at `first_seq`,
     /// stamped now (a producer silent for `producer.id.expiration.ms` is forgotten).
     fn idempotent(values: &[&[u8]], id: i64, epoch: i16, first_seq: i32) -> Vec<u8> {
-        let mut b = batch(values, super::wall_clock_ms());
+        idempotent_at(values, id, epoch, first_seq, super::wall_clock_ms())
+    }
+
+    fn idempotent_at(
+        values: &[&[u8]],
+        id: i64,
+        epoch: i16,
+        first_seq: i32,
+        timestamp_ms: i64,
+    ) -> Vec<u8> {
+        let mut b = batch(values, timestamp_ms);
         b[43..51].copy_from_slice(&id.to_be_bytes());
         b[51..53].copy_from_slice(&epoch.to_be_bytes());
         b[53..57].copy_from_slice(&first_seq.to_be_bytes());
@@ -366,11 +376,7 @@ mod tests {
             let log = PartitionLog::open(dir.clone(), LogConfig::default())
                 .await
                 .unwrap();
-            let mut old = batch(&[b"a"], 1_000);
-            old[43..51].copy_from_slice(&5i64.to_be_bytes());
-            old[53..57].copy_from_slice(&0i32.to_be_bytes());
-            let crc = crc32c::crc32c(&old[21..]);
-            old[17..21].copy_from_slice(&crc.to_be_bytes());
+            let old = idempotent_at(&[b"a"], 5, 0, 0, 1_000);
             log.append(&old).await.unwrap();
             assert_eq!(log.producer_count(), 1);
             log.flush().await.unwrap();
