@@ -290,4 +290,80 @@ mod tests {
         .unwrap();
         assert_eq!(done.load(Ordering::SeqCst), 3);
     }
+
+    /// glommio 0.9 pushed a fresh waker clone each time a task polled a send on a full shared
+    /// channel; a task polled ~32k times while its peer was busy overflowed its i16 reference
+    /// count and panicked the shard (issue 16). The vendored patch keeps one waker per task.
+    #[test]
+    fn a_sender_polled_often_on_a_full_channel_keeps_one_waker() {
+        const POLLS: usize = 40_000;
+        let served = Arc::new(AtomicUsize::new(0));
+        let config = ShardsConfig {
+            count: 2,
+            pin: false,
+        };
+        let counted = served.clone();
+        run(&config, move |shard: Rc<Shard<Counter>>, receivers| {
+            let counted = counted.clone();
+            async move {
+                let state = Rc::new(Counter {
+                    shard: shard.clone(),
+                    hits: Cell::new(0),
+                });
+                shard.serve(&state, receivers);
+                let calls = MESH_CHANNEL_DEPTH + 1;
+                if shard.id() == 1 {
+                    // Busy (not polling its receivers) while shard 0 fills the channel and
+                    // polls the send that does not fit, over and over.
+                    std::thread::sleep(Duration::from_millis(1500));
+                    // Bounded: without the patch shard 0 panics and never finishes counting.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    while counted.load(Ordering::SeqCst) < calls
+                        && std::time::Instant::now() < deadline
+                    {
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                    return;
+                }
+                for _ in 0..MESH_CHANNEL_DEPTH {
+                    let (shard, counted) = (shard.clone(), counted.clone());
+                    glommio::spawn_local(async move {
+                        shard
+                            .invoke_on(1, |_s: Rc<Counter>| async {})
+                            .await
+                            .unwrap();
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .detach();
+                }
+                glommio::executor().yield_task_queue_now().await;
+                // Each yield wakes this task, and `or` polls the blocked send again first.
+                let spin = async {
+                    for _ in 0..POLLS {
+                        futures_lite::future::yield_now().await;
+                    }
+                    false
+                };
+                let last = async {
+                    shard
+                        .invoke_on(1, |_s: Rc<Counter>| async {})
+                        .await
+                        .unwrap();
+                    true
+                };
+                if !futures_lite::future::or(last, spin).await {
+                    shard
+                        .invoke_on(1, |_s: Rc<Counter>| async {})
+                        .await
+                        .unwrap();
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                while counted.load(Ordering::SeqCst) < calls {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+        .expect("no shard panicked");
+        assert_eq!(served.load(Ordering::SeqCst), MESH_CHANNEL_DEPTH + 1);
+    }
 }
