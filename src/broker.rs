@@ -15,6 +15,7 @@ use weir_storage::LastShutdown;
 
 use crate::clean_shutdown;
 use crate::config::Config;
+use crate::fault::{self, Fault};
 use crate::group::coordinator::GroupCoordinator;
 use crate::metadata::image::new_cluster_id;
 use crate::metadata::{snapshot, topic_config, MetadataImage};
@@ -109,7 +110,32 @@ fn load_image(config: &Config) -> anyhow::Result<MetadataImage> {
     Ok(image)
 }
 
+/// Exit code of a broker stopped by a panic: Rust's own for a panicking `main`.
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+/// A panic on any thread ends the process at once, non-zero, with the panic in the log.
+/// glommio catches a panicking shard's unwind and lets the other shards run on: a half-alive
+/// broker that owns partitions nobody serves, and whose SIGTERM waits forever for the dead
+/// shard (issue 16). Exiting is safe: an acknowledged write is already on stable storage,
+/// and the next start recovers as after SIGKILL; a supervisor restarts us.
+fn fail_fast_on_panic() {
+    let print_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print_panic(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            "thread {} panicked ({info}); exiting at once with code {PANIC_EXIT_CODE}",
+            thread.name().unwrap_or("unnamed")
+        );
+        // SAFETY: _exit ends the process without unwinding or running atexit handlers,
+        // which could block on state the panicking thread holds; nothing is left unsafe.
+        unsafe { libc::_exit(PANIC_EXIT_CODE) }
+    }));
+}
+
 pub fn run(mut config: Config) -> anyhow::Result<()> {
+    fail_fast_on_panic();
+    let fault = fault::from_env()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
@@ -142,13 +168,14 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
         count: config.smp,
         ..ShardsConfig::per_core()
     };
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let shard_thread = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         let (started, flush_failed) = (started.clone(), flush_failed.clone());
         std::thread::Builder::new()
             .name("weir-shards".into())
             .spawn(move || {
-                weir_shard::run(&shards, move |shard, receivers| {
+                let result = weir_shard::run(&shards, move |shard, receivers| {
                     shard_main(
                         shard,
                         receivers,
@@ -159,13 +186,27 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
                             started: started.clone(),
                             last_shutdown,
                             flush_failed: flush_failed.clone(),
+                            fault,
                         },
                     )
-                })
+                });
+                // The main thread waits on this, not on join, so that it can give up.
+                let _ = stopped_tx.send(());
+                result
             })?
     };
     let signal = shutdown::wait_for_signal(&shutdown).context("waiting for signals")?;
     tracing::info!("{signal:?}: shutting down");
+    let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped_rx.recv_timeout(timeout) {
+        // A wedged shard (blocked in a syscall, a task that never yields) must not keep the
+        // process alive: returning ends it, without the clean-shutdown marker.
+        bail!(
+            "shutdown did not finish within {} ms (--shutdown-timeout-ms): a shard is wedged; \
+             exiting without a clean shutdown, the next start re-validates the logs",
+            config.shutdown_timeout_ms
+        );
+    }
     shard_thread
         .join()
         .map_err(|_| anyhow::anyhow!("a shard panicked"))?
@@ -189,6 +230,8 @@ struct Startup {
     last_shutdown: LastShutdown,
     /// Set by a shard whose final flush failed.
     flush_failed: Arc<AtomicBool>,
+    /// A fault a test asked for (`WEIR_FAULT`).
+    fault: Option<Fault>,
 }
 
 /// Stops the whole broker from inside a shard (startup failure): the main thread is parked in
@@ -255,7 +298,23 @@ async fn shard_main(
         );
     }
     let metrics = (shard.id() == 0).then(|| start_metrics(&ctx, shutdown.clone()));
+    if let Some(Fault::PanicShard { shard: id, after }) = startup.fault {
+        if id == shard.id() {
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(after).await;
+                panic!("{}={id}: injected panic on shard {id}", fault::FAULT_ENV);
+            })
+            .detach();
+        }
+    }
     listener::accept_loop(ctx.clone(), listener, shutdown).await;
+    if let Some(Fault::WedgeShardOnShutdown { shard: id }) = startup.fault {
+        if id == shard.id() {
+            tracing::warn!("shard {id}: wedged by {}", fault::FAULT_ENV);
+            // Blocks the reactor on purpose: nothing on this shard runs again.
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     if let Some(Some(metrics)) = metrics {
         metrics.await;
     }

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 /// Kafka's `socket.request.max.bytes` default: the largest request frame accepted.
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 100 * 1024 * 1024;
+/// A SIGTERM shutdown that takes longer than this gives up and exits non-zero, so a wedged
+/// shard cannot keep a supervisor from restarting the broker (issue 16).
+pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,6 +95,10 @@ pub struct Flags {
     /// 0 = no limit [default: the disk profile's knee shared by the shards, else no limit].
     #[arg(long)]
     pub log_flush_concurrency: Option<usize>,
+    /// How long SIGTERM may take: past it the broker exits non-zero without a clean-shutdown
+    /// marker, even if a shard is wedged (the next start re-validates the logs) [default: 30000].
+    #[arg(long)]
+    pub shutdown_timeout_ms: Option<u64>,
     /// A broker-wide default for a topic config, as name=value (e.g. retention.ms=86400000);
     /// repeatable. Topics' own configs override it.
     #[arg(long = "topic-default")]
@@ -122,6 +129,7 @@ pub struct FileConfig {
     pub log_cleaner_backoff_ms: Option<u64>,
     pub metrics_listen: Option<SocketAddr>,
     pub log_flush_concurrency: Option<usize>,
+    pub shutdown_timeout_ms: Option<u64>,
     /// `[topic_defaults]`: topic config name = value.
     #[serde(default)]
     pub topic_defaults: std::collections::BTreeMap<String, String>,
@@ -150,6 +158,8 @@ pub struct Config {
     /// Flushes in flight per shard (0: no limit). Set by flag or file; None until the broker
     /// sizes it at start from the disk profile (`host_checks::flush_concurrency`).
     pub log_flush_concurrency: Option<usize>,
+    /// Bound on a SIGTERM shutdown (`--shutdown-timeout-ms`).
+    pub shutdown_timeout_ms: u64,
     /// Broker-wide topic config defaults (validated like topic configs).
     pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
@@ -241,6 +251,10 @@ impl Config {
         Ok(Config {
             topic_defaults,
             log_flush_concurrency: flags.log_flush_concurrency.or(file.log_flush_concurrency),
+            shutdown_timeout_ms: flags
+                .shutdown_timeout_ms
+                .or(file.shutdown_timeout_ms)
+                .unwrap_or(SHUTDOWN_TIMEOUT_MS_DEFAULT),
             metrics_listen: flags
                 .metrics_listen
                 .or(file.metrics_listen)

@@ -11,6 +11,7 @@ pub mod clean_shutdown;
 pub mod cleaner;
 pub mod clock;
 pub mod config;
+pub mod fault;
 pub mod fuzzing;
 pub mod group;
 pub mod host_checks;

@@ -18,6 +18,8 @@ pub struct Broker {
     pub data_dir: tempfile::TempDir,
     child: Option<Child>,
     log: PathBuf,
+    /// Environment for the next start (a `WEIR_FAULT`, say); cleared with `env.clear()`.
+    pub env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -30,6 +32,11 @@ fn free_port() -> u16 {
 
 impl Broker {
     pub fn start(extra: &[&str]) -> Broker {
+        Broker::start_with_env(extra, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the broker process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
         let data_dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = data_dir.path().join("broker.log");
@@ -38,6 +45,10 @@ impl Broker {
             data_dir,
             child: None,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         broker.spawn(extra);
         broker
@@ -66,6 +77,7 @@ impl Broker {
                 &["--metrics-listen", "127.0.0.1:0"][..]
             })
             .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -150,6 +162,26 @@ impl Broker {
                 "broker did not stop: {}",
                 self.log_text()
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the broker to exit by itself; panics if it is still running at `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker is running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "broker still running after {timeout:?}: {}",
+                    self.log_text()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
