@@ -720,3 +720,88 @@ fn the_first_rebalance_waits_the_initial_delay_for_more_members() {
         "the first join waited for the delay: {a_waited:?}"
     );
 }
+
+/// Kafka answers INVALID_TOPIC_EXCEPTION ("Cannot append to internal topic") to a client
+/// producing to `__consumer_offsets`: only the coordinator writes it, and the group load
+/// replays it at every start, so a client's bytes there must never reach the log.
+#[test]
+fn produce_to_the_offsets_topic_is_refused_and_groups_still_load() {
+    let mut broker = Broker::start(GROUP_FLAGS);
+    let mut c = broker.connect();
+    create_topic(&mut c, "t", 1);
+    find_coordinator(&mut c, "g");
+    assert_eq!(commit(&mut c, "g", -1, "", "t", &[(0, 7)]), vec![0]);
+    for partition in 0..4 {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(Bytes::from(common::record_batch(&[b"junk"])))),
+                ])]);
+        let response: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            answer.error_code,
+            code(ResponseError::InvalidTopicException),
+            "partition {partition}"
+        );
+        assert_eq!(answer.base_offset, -1);
+    }
+    broker.restart();
+    let mut c = broker.connect();
+    assert_eq!(fetch_offsets(&mut c, "g", "t", &[0]), vec![7]);
+}
+
+/// As Kafka, DeleteTopics does not delete an internal topic (the committed offsets live
+/// there); the other topics of the same request are deleted.
+#[test]
+fn delete_topics_refuses_the_offsets_topic() {
+    let broker = Broker::start(GROUP_FLAGS);
+    let mut c = broker.connect();
+    create_topic(&mut c, "t", 1);
+    create_topic(&mut c, "gone", 1);
+    find_coordinator(&mut c, "g");
+    assert_eq!(commit(&mut c, "g", -1, "", "t", &[(0, 5)]), vec![0]);
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topic_names(vec![
+            TopicName(s("__consumer_offsets")),
+            TopicName(s("gone")),
+        ]);
+    let response: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 4, &request);
+    let codes: Vec<(String, i16)> = response
+        .responses
+        .iter()
+        .map(|r| (r.name.as_ref().unwrap().to_string(), r.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (
+                "__consumer_offsets".to_owned(),
+                code(ResponseError::InvalidTopicException)
+            ),
+            ("gone".to_owned(), 0),
+        ]
+    );
+    let metadata: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let offsets = metadata
+        .topics
+        .iter()
+        .find(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| n.as_str() == "__consumer_offsets")
+        })
+        .expect("the offsets topic is still there");
+    assert!(offsets.is_internal);
+    assert_eq!(fetch_offsets(&mut c, "g", "t", &[0]), vec![5]);
+}

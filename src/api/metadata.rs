@@ -168,7 +168,7 @@ fn describe(
         } else {
             Uuid::nil()
         })
-        .with_is_internal(version >= 1 && topic.name.starts_with("__"))
+        .with_is_internal(version >= 1 && crate::metadata::topic_name::is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(operations)
 }

@@ -16,7 +16,7 @@ use weir_storage::producer_state::ProducerError;
 use weir_storage::{validate_produce_batches, StorageError};
 
 use super::{group_by_owner, Answer, RequestContext};
-use crate::metadata::topic_config;
+use crate::metadata::{topic_config, topic_name};
 use crate::shard_context::ShardContext;
 
 /// One partition's records on their way to the owner.
@@ -58,6 +58,10 @@ pub async fn handle(
             ));
             let checked = if !matches!(acks, -1..=1) {
                 Err(ResponseError::InvalidRequiredAcks)
+            } else if topic_name::is_internal(&name) {
+                // Kafka: "Cannot append to internal topic". Only the broker writes them;
+                // a client's bytes there would be replayed by the group load at every start.
+                Err(ResponseError::InvalidTopicException)
             } else {
                 match (meta, image.owner(&name, data.index)) {
                     (Some(meta), Some(owner)) => {

@@ -168,6 +168,16 @@ pub async fn delete_topics(
     let mut removed = Vec::new();
     let mut outcomes = Vec::with_capacity(names.len());
     for name in names {
+        if let Some(meta) = image
+            .topics
+            .get(&name)
+            .filter(|_| topic_name::is_internal(&name))
+        {
+            // As Kafka: internal topics are not deleted (the groups' offsets live there).
+            let id = meta.id;
+            outcomes.push((name, id, Some(ResponseError::InvalidTopicException)));
+            continue;
+        }
         match image.topics.remove(&name) {
             Some(meta) => {
                 outcomes.push((name, meta.id, None));
@@ -288,7 +298,7 @@ fn plan_partitions(
     image: &MetadataImage,
     request: &NewPartitions,
 ) -> Result<i32, Refusal> {
-    if request.topic == OFFSETS_TOPIC {
+    if topic_name::is_internal(&request.topic) {
         // Every group's coordinator is the hash of its id modulo this count: growing the
         // topic would move groups away from their committed offsets.
         return Err((

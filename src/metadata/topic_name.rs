@@ -3,6 +3,14 @@
 /// Kafka's limit: 249, so that `{topic}-{partition}` directory names stay under 255 bytes.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
+/// Kafka's internal topics (`Topic.INTERNAL_TOPICS`): written only by the broker itself, never
+/// deleted. A name that merely starts with `__` is an ordinary topic, as on Kafka.
+pub const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
+
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Why a topic name is not allowed; the text goes back to clients in error messages.
 pub fn validate(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -45,5 +53,13 @@ mod tests {
         for bad in ["", ".", "..", "bad name!", "a/b", "ü", &"x".repeat(250)] {
             assert!(validate(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_kafkas_internal_topics_are_internal() {
+        assert!(is_internal(crate::group::OFFSETS_TOPIC));
+        assert!(is_internal("__transaction_state"));
+        assert!(!is_internal("__my_topic"));
+        assert!(!is_internal("orders"));
     }
 }
