@@ -153,7 +153,7 @@ async fn write_answers(
                     // SAFETY: `fd` belongs to the stream inside `writer`, which this task owns
                     // for the whole loop, so the descriptor stays open while it is borrowed.
                     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-                    send_file_slice(socket, slice).await?;
+                    send_file_slice(&mut writer, socket, slice).await?;
                 }
             }
         }

@@ -256,6 +256,17 @@ impl Client {
         version: i16,
         request: &Req,
     ) -> Option<Resp> {
+        self.send_request(key, version, request)?;
+        self.read_response(key, version)
+    }
+
+    /// Sends one request without reading its answer (for a test that reads it later).
+    pub fn send_request<Req: Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Option<()> {
         self.correlation_id += 1;
         let mut body = BytesMut::new();
         RequestHeader::default()
@@ -273,7 +284,11 @@ impl Client {
         let mut frame = BytesMut::with_capacity(4 + body.len());
         frame.put_u32(body.len() as u32);
         frame.put_slice(&body);
-        self.stream.write_all(&frame).ok()?;
+        self.stream.write_all(&frame).ok()
+    }
+
+    /// Reads and decodes the answer to the last request sent.
+    pub fn read_response<Resp: Decodable>(&mut self, key: ApiKey, version: i16) -> Option<Resp> {
         let mut frame = self.read_frame()?;
         let header =
             ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
