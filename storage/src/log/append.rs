@@ -478,8 +478,16 @@ fn should_roll(
         (Some(ms), Some(first)) => header.max_timestamp.saturating_sub(first) > ms,
         _ => false,
     };
-    too_big || index_full || too_old
+    // Index entries hold offsets relative to the segment's base as u32, and Kafka's readers
+    // expect them to fit an i32: roll before the batch's last offset would not (Kafka's
+    // `canConvertToRelativeOffset`). Only batches claiming many offsets get near it.
+    let offsets_overflow =
+        header.last_offset() - active.base_offset > i64::from(RELATIVE_OFFSET_MAX);
+    too_big || index_full || too_old || offsets_overflow
 }
+
+/// The largest offset a segment may hold relative to its base (Kafka's `Int.MaxValue`).
+const RELATIVE_OFFSET_MAX: i32 = i32::MAX;
 
 /// Makes a written window visible: segment sizes a read may return and the high watermark
 /// move together, so a reader never sees bytes above the high watermark.
@@ -702,6 +710,44 @@ mod tests {
             }
             assert!(log.segment_count() >= 4, "{} segments", log.segment_count());
             assert_eq!(all_bases(&log).await, (0..20).collect::<Vec<_>>());
+        });
+    }
+
+    /// A batch header that claims `count` offsets (the log trusts a validated count; these
+    /// bytes never went through produce validation).
+    fn batch_claiming(count: i32, ts: i64) -> Vec<u8> {
+        let mut b = batch(&[b"many"], ts);
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        crate::batch::tests::fix(&mut b);
+        b
+    }
+
+    #[test]
+    fn segments_roll_before_relative_offsets_outgrow_an_i32() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                .await
+                .unwrap();
+            let claim = 1 << 30;
+            for i in 0..5 {
+                let outcome = log.append(&batch_claiming(claim, i)).await.unwrap();
+                assert_eq!(outcome.base_offset, i * i64::from(claim));
+            }
+            // Two batches span exactly i32::MAX + 1 offsets from a segment's base: a third
+            // would not fit.
+            assert_eq!(log.segment_count(), 3);
+            for i in 0..5 {
+                let offset = i * i64::from(claim);
+                let slice = log.read(offset + 7, 1 << 20, true).await.unwrap().unwrap();
+                assert_eq!(bases(&read_slice(&slice))[0], offset, "batch {i}");
+            }
+            drop(log);
+            let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+            assert_eq!(log.log_end_offset(), 5 * i64::from(claim));
+            let last = 4 * i64::from(claim);
+            let slice = log.read(last, 1 << 20, true).await.unwrap().unwrap();
+            assert_eq!(bases(&read_slice(&slice)), vec![last]);
         });
     }
 
