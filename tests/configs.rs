@@ -476,3 +476,59 @@ fn refused_partition_changes() {
     assert!(r.results.iter().all(|t| t.error_code == INVALID_REQUEST));
     assert_eq!(partition_count(&mut client, "fixed"), 2);
 }
+
+/// Sarama (Version V2_0_0_0) sends `maxTimestamp = -1` in every batch header while its records
+/// carry real timestamps. Retention reads the header, so, stored as sent, every such batch
+/// looked ancient and was deleted at the next pass. As Kafka's LogValidator, the broker takes
+/// the records' timestamps and rewrites the header (CRC included) before appending.
+#[test]
+fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data() {
+    let broker = Broker::start(&["--log-retention-check-interval-ms", "200"]);
+    let mut c = broker.connect();
+    create_topic(&mut c, "sarama", 1, &[("retention.ms", "60000")]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for _ in 0..20 {
+        let mut batch = record_batch(&[b"fresh"]);
+        batch[27..35].copy_from_slice(&now.to_be_bytes()); // firstTimestamp
+        batch[35..43].copy_from_slice(&(-1i64).to_be_bytes()); // maxTimestamp, as Sarama
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(s("sarama")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch)))])]);
+        let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    // Ten retention passes.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        fetched_bases(&mut c, "sarama", 0),
+        (0..20).collect::<Vec<_>>()
+    );
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s("sarama")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 11, &request);
+    let records = r.responses[0].partitions[0].records.clone().unwrap();
+    for (_, batch) in batches(records) {
+        let max_timestamp = i64::from_be_bytes(batch[35..43].try_into().unwrap());
+        assert_eq!(max_timestamp, now, "the header says what the records say");
+        let crc = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+        assert_eq!(crc, crc32c::crc32c(&batch[21..]), "and its CRC matches");
+    }
+}

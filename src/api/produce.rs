@@ -1,8 +1,8 @@
 //! Produce: validate record batches on the connection's shard, append them on the owners.
 //!
 //! Hot path. Batches are never decoded record by record: `validate_produce_batches` checks
-//! framing, CRC32C and counts in one pass over the bytes, on the shard that read the frame
-//! (so CRC work spreads over the shards clients connect to). The payload then travels as a
+//! framing, CRC32C, counts and record timestamps in one pass over the bytes, on the shard that
+//! read the frame (so CRC work spreads over the shards clients connect to). The payload then travels as a
 //! zero-copy `Bytes` slice of the request frame to the owning shard, one cross-shard call per
 //! owner, where the log stamps offsets and appends.
 
@@ -132,7 +132,7 @@ fn check_records(records: Option<Bytes>, max_message_bytes: usize) -> Result<Byt
     let records = records
         .filter(|r| !r.is_empty())
         .ok_or(ResponseError::CorruptMessage)?;
-    validate_produce_batches(&records).map_err(|e| {
+    let summary = validate_produce_batches(&records).map_err(|e| {
         if e.is_corrupt() {
             ResponseError::CorruptMessage
         } else {
@@ -141,6 +141,13 @@ fn check_records(records: Option<Bytes>, max_message_bytes: usize) -> Result<Byt
     })?;
     if batch_lengths(&records).any(|len| len > max_message_bytes) {
         return Err(ResponseError::MessageTooLarge);
+    }
+    if summary.stale_max_timestamps > 0 {
+        // A header maxTimestamp the records contradict (Sarama sends -1) would make retention
+        // take fresh data for ancient. Rare, so only then is the payload copied to be fixed.
+        let mut fixed = bytes::BytesMut::from(&records[..]);
+        weir_storage::batch::correct_max_timestamps(&mut fixed);
+        return Ok(fixed.freeze());
     }
     Ok(records)
 }

@@ -109,7 +109,11 @@ pub struct BatchSummary {
     pub batch_count: u32,
     pub record_count: u64,
     pub first_timestamp: i64,
+    /// The largest record timestamp, computed from the records where they were walked.
     pub max_timestamp: i64,
+    /// Batches whose header `maxTimestamp` disagrees with their records (Sarama sends -1):
+    /// `correct_max_timestamps` rewrites them before the payload is appended.
+    pub stale_max_timestamps: u32,
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -200,6 +204,7 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
         record_count: 0,
         first_timestamp: i64::MIN,
         max_timestamp: i64::MIN,
+        stale_max_timestamps: 0,
     };
     let mut at = 0;
     while at < buf.len() {
@@ -216,16 +221,26 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
                 last_offset_delta: header.last_offset_delta,
             });
         }
+        let mut max_timestamp = header.max_timestamp;
         if codec == CODEC_NONE {
-            walk_records(&rest[HEADER_BYTES..header.batch_len], header.records_count)
-                .map_err(|reason| BatchError::BadRecords { at, reason })?;
+            let max_delta =
+                walk_records(&rest[HEADER_BYTES..header.batch_len], header.records_count)
+                    .map_err(|reason| BatchError::BadRecords { at, reason })?;
+            if header.attributes & LOG_APPEND_TIME_FLAG == 0 {
+                // CreateTime: the records' timestamps are the truth, as Kafka's LogValidator
+                // takes them; a header that says otherwise is corrected before the append.
+                max_timestamp = header.base_timestamp.saturating_add(max_delta);
+                if max_timestamp != header.max_timestamp {
+                    summary.stale_max_timestamps += 1;
+                }
+            }
         }
         if summary.batch_count == 0 {
             summary.first_timestamp = header.base_timestamp;
         }
         summary.batch_count += 1;
         summary.record_count += header.records_count as u64;
-        summary.max_timestamp = summary.max_timestamp.max(header.max_timestamp);
+        summary.max_timestamp = summary.max_timestamp.max(max_timestamp);
         at += header.batch_len;
     }
     Ok(summary)
@@ -296,8 +311,11 @@ pub fn check_framing(buf: &[u8]) -> Result<u64, BatchError> {
 }
 
 /// Checks that `count` records, each a zigzag-varint length then that many bytes, exactly
-/// fill `records`.
-fn walk_records(mut records: &[u8], count: i32) -> Result<(), &'static str> {
+/// fill `records`, and returns the largest timestamp delta among them (the records' own
+/// timestamps, which Kafka takes over the header's). Per record this reads three varints and
+/// a byte: no decode, no allocation.
+fn walk_records(mut records: &[u8], count: i32) -> Result<i64, &'static str> {
+    let mut max_delta = i64::MIN;
     for _ in 0..count {
         let (len, used) = read_varint(records).ok_or("record length is not a valid varint")?;
         if len < 0 {
@@ -309,12 +327,48 @@ fn walk_records(mut records: &[u8], count: i32) -> Result<(), &'static str> {
         if end > records.len() {
             return Err("record runs past the end of the batch");
         }
+        // attributes (1 byte), then timestampDelta, inside the record's own bytes.
+        let body = &records[used..end];
+        let (delta, _) = body
+            .get(1..)
+            .and_then(read_varint)
+            .ok_or("record has no timestamp delta")?;
+        max_delta = max_delta.max(delta);
         records = &records[end..];
     }
     if records.is_empty() {
-        Ok(())
+        Ok(max_delta)
     } else {
         Err("bytes left over after the last record")
+    }
+}
+
+/// Rewrites the header `maxTimestamp` of every uncompressed CreateTime batch whose records
+/// say otherwise, and its CRC, which covers it: Kafka's LogValidator does the same, and
+/// retention and `segment.ms` read the header. For a payload that passed
+/// `validate_produce_batches` (and reported `stale_max_timestamps`); anything else is left.
+pub fn correct_max_timestamps(buf: &mut [u8]) {
+    let mut at = 0;
+    while at < buf.len() {
+        let Ok(header) = parse_header(&buf[at..]) else {
+            return;
+        };
+        let Some(batch) = buf.get_mut(at..at + header.batch_len) else {
+            return;
+        };
+        let create_time = header.attributes & LOG_APPEND_TIME_FLAG == 0;
+        if header.codec() == CODEC_NONE && create_time && header.records_count > 0 {
+            if let Ok(max_delta) = walk_records(&batch[HEADER_BYTES..], header.records_count) {
+                let max_timestamp = header.base_timestamp.saturating_add(max_delta);
+                if max_timestamp != header.max_timestamp {
+                    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8]
+                        .copy_from_slice(&max_timestamp.to_be_bytes());
+                    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+                    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+                }
+            }
+        }
+        at += header.batch_len;
     }
 }
 
@@ -409,6 +463,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_header_max_timestamp_the_records_contradict_is_counted_and_corrected() {
+        let mut first = batch(&[b"a", b"bb", b"ccc"], 1000);
+        first[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+        fix(&mut first);
+        let first_len = first.len();
+        let mut payload = first;
+        payload.extend(batch(&[b"ok"], 5000));
+        let summary = validate_produce_batches(&payload).unwrap();
+        assert_eq!(summary.stale_max_timestamps, 1);
+        assert_eq!(summary.max_timestamp, 5000);
+        correct_max_timestamps(&mut payload);
+        let corrected = validate_produce_batches(&payload).expect("CRC recomputed");
+        assert_eq!(corrected.stale_max_timestamps, 0);
+        assert_eq!(parse_header(&payload).unwrap().max_timestamp, 1002);
+        assert_eq!(
+            &payload[first_len..],
+            &batch(&[b"ok"], 5000)[..],
+            "second untouched"
+        );
+    }
+
+    #[test]
     fn accepts_valid_batches_and_sums_them() {
         let mut payload = batch(&[b"a", b"bb"], 1000);
         payload.extend(batch(&[b"ccc"], 5000));
@@ -419,7 +495,8 @@ pub(crate) mod tests {
                 batch_count: 2,
                 record_count: 3,
                 first_timestamp: 1000,
-                max_timestamp: 5000
+                max_timestamp: 5000,
+                stale_max_timestamps: 0,
             }
         );
     }
