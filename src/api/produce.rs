@@ -2,9 +2,9 @@
 //!
 //! Hot path. Batches are never decoded record by record: `validate_produce_batches` checks
 //! framing, CRC32C, counts and record timestamps in one pass over the bytes, on the shard that
-//! read the frame (so CRC work spreads over the shards clients connect to). The payload then travels as a
-//! zero-copy `Bytes` slice of the request frame to the owning shard, one cross-shard call per
-//! owner, where the log stamps offsets and appends.
+//! read the frame (so CRC work spreads over the shards clients connect to). The payload then
+//! travels as a zero-copy `Bytes` slice of the request frame to the owning shard, one
+//! cross-shard call per owner, where the log stamps offsets and appends.
 
 use std::rc::Rc;
 

@@ -226,10 +226,8 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
             let max_delta =
                 walk_records(&rest[HEADER_BYTES..header.batch_len], header.records_count)
                     .map_err(|reason| BatchError::BadRecords { at, reason })?;
-            if header.attributes & LOG_APPEND_TIME_FLAG == 0 {
-                // CreateTime: the records' timestamps are the truth, as Kafka's LogValidator
-                // takes them; a header that says otherwise is corrected before the append.
-                max_timestamp = header.base_timestamp.saturating_add(max_delta);
+            if let Some(from_records) = create_time_max(&header, max_delta) {
+                max_timestamp = from_records;
                 if max_timestamp != header.max_timestamp {
                     summary.stale_max_timestamps += 1;
                 }
@@ -356,20 +354,31 @@ pub fn correct_max_timestamps(buf: &mut [u8]) {
         let Some(batch) = buf.get_mut(at..at + header.batch_len) else {
             return;
         };
-        let create_time = header.attributes & LOG_APPEND_TIME_FLAG == 0;
-        if header.codec() == CODEC_NONE && create_time && header.records_count > 0 {
-            if let Ok(max_delta) = walk_records(&batch[HEADER_BYTES..], header.records_count) {
-                let max_timestamp = header.base_timestamp.saturating_add(max_delta);
-                if max_timestamp != header.max_timestamp {
-                    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8]
-                        .copy_from_slice(&max_timestamp.to_be_bytes());
-                    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-                    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-                }
+        if header.codec() == CODEC_NONE && header.records_count > 0 {
+            let from_records = walk_records(&batch[HEADER_BYTES..], header.records_count)
+                .ok()
+                .and_then(|max_delta| create_time_max(&header, max_delta));
+            if let Some(max_timestamp) = from_records.filter(|&t| t != header.max_timestamp) {
+                set_max_timestamp(batch, max_timestamp);
             }
         }
         at += header.batch_len;
     }
+}
+
+/// The max timestamp a CreateTime batch's records give (their largest delta from the base),
+/// which Kafka's LogValidator takes over the header's; None for LogAppendTime, which the
+/// broker stamps.
+fn create_time_max(header: &BatchHeader, max_delta: i64) -> Option<i64> {
+    (header.attributes & LOG_APPEND_TIME_FLAG == 0)
+        .then(|| header.base_timestamp.saturating_add(max_delta))
+}
+
+/// Writes a batch's `maxTimestamp` and recomputes the CRC, which covers it.
+fn set_max_timestamp(batch: &mut [u8], timestamp: i64) {
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A zigzag varint (Kafka's record format) and the bytes it took.
@@ -402,9 +411,7 @@ pub fn stamp_log_append_time(batch: &mut [u8], timestamp: i64) {
     let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
         .copy_from_slice(&(attributes | LOG_APPEND_TIME_FLAG).to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    set_max_timestamp(batch, timestamp);
 }
 
 #[cfg(test)]
