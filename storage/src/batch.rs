@@ -1,9 +1,13 @@
 //! Kafka record batches (magic v2) as bytes: header parsing, produce-time validation and
-//! base-offset stamping. Records are never decoded; an uncompressed batch's record length
-//! prefixes are walked (no allocation) to check they fill the batch exactly.
+//! base-offset stamping. The records inside are read by `records`, the one strict reader,
+//! which produce validation runs over every batch (compressed ones decompressed into a
+//! reused buffer), as Kafka's LogValidator does.
 //!
 //! Hot path: runs once per produced batch. Pure functions over byte slices: no I/O, no
-//! allocation, and never a panic on any input (every length is checked before it is used).
+//! allocation per record, and never a panic on any input (every length is checked before it
+//! is used).
+
+use crate::records::{self, RecordsError};
 
 /// Bytes before `batchLength` counts from: baseOffset (8) + batchLength (4).
 pub const LOG_OVERHEAD: usize = 12;
@@ -53,22 +57,35 @@ pub enum BatchError {
         count: i32,
         last_offset_delta: i32,
     },
-    #[error("batch at byte {at}: record framing does not match the batch ({reason})")]
-    BadRecords { at: usize, reason: &'static str },
+    #[error("batch at byte {at}: {source}")]
+    Records { at: usize, source: RecordsError },
+    #[error("batch at byte {at}: clients are not allowed to write control records")]
+    ControlBatch { at: usize },
+    #[error(
+        "batch at byte {at}: invalid sequence number {sequence} for producer id {producer_id}"
+    )]
+    BadSequence {
+        at: usize,
+        producer_id: i64,
+        sequence: i32,
+    },
 }
 
 impl BatchError {
     /// Kafka answers CORRUPT_MESSAGE for bytes that are damaged (framing, magic, CRC) and
     /// INVALID_RECORD for well-formed batches that break the rules.
     pub fn is_corrupt(&self) -> bool {
-        matches!(
-            self,
-            BatchError::Empty
-                | BatchError::Truncated { .. }
-                | BatchError::BadLength { .. }
-                | BatchError::BadMagic { .. }
-                | BatchError::CrcMismatch { .. }
-        )
+        match self {
+            BatchError::Records { source, .. } => source.is_corrupt(),
+            other => matches!(
+                other,
+                BatchError::Empty
+                    | BatchError::Truncated { .. }
+                    | BatchError::BadLength { .. }
+                    | BatchError::BadMagic { .. }
+                    | BatchError::CrcMismatch { .. }
+            ),
+        }
     }
 }
 
@@ -193,8 +210,9 @@ pub fn check_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// Validates every batch of a produce payload (a concatenation of batches) before anything
-/// is appended: framing, magic, CRC32C, codec, counts and, for uncompressed batches, the
-/// record length prefixes.
+/// is appended, as Kafka's LogValidator does for a client's batches: framing, magic, CRC32C,
+/// codec, counts, producer fields, and every record inside (decompressed if need be) read
+/// strictly, a compressed batch's records numbered 0, 1, 2, ...
 pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> {
     if buf.is_empty() {
         return Err(BatchError::Empty);
@@ -210,27 +228,14 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
     while at < buf.len() {
         let rest = &buf[at..];
         let header = check_batch(rest).map_err(|e| e.at(at))?;
-        let codec = header.codec();
-        if codec > CODEC_MAX {
-            return Err(BatchError::BadCodec { at, codec });
-        }
-        if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
-            return Err(BatchError::BadCount {
-                at,
-                count: header.records_count,
-                last_offset_delta: header.last_offset_delta,
-            });
-        }
+        check_client_header(&header).map_err(|e| e.at(at))?;
+        let max_delta = max_timestamp_delta(&rest[..header.batch_len], &header)
+            .map_err(|source| BatchError::Records { at, source })?;
         let mut max_timestamp = header.max_timestamp;
-        if codec == CODEC_NONE {
-            let max_delta =
-                walk_records(&rest[HEADER_BYTES..header.batch_len], header.records_count)
-                    .map_err(|reason| BatchError::BadRecords { at, reason })?;
-            if let Some(from_records) = create_time_max(&header, max_delta) {
-                max_timestamp = from_records;
-                if max_timestamp != header.max_timestamp {
-                    summary.stale_max_timestamps += 1;
-                }
+        if let Some(from_records) = create_time_max(&header, max_delta) {
+            max_timestamp = from_records;
+            if max_timestamp != header.max_timestamp {
+                summary.stale_max_timestamps += 1;
             }
         }
         if summary.batch_count == 0 {
@@ -242,6 +247,55 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
         at += header.batch_len;
     }
     Ok(summary)
+}
+
+/// The header rules Kafka's `LogValidator.validateBatch` holds a client's batch to. Errors
+/// are placed at byte 0 (the caller moves them).
+fn check_client_header(header: &BatchHeader) -> Result<(), BatchError> {
+    let codec = header.codec();
+    if codec > CODEC_MAX {
+        return Err(BatchError::BadCodec { at: 0, codec });
+    }
+    if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+        return Err(BatchError::BadCount {
+            at: 0,
+            count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    if header.attributes & CONTROL_FLAG != 0 {
+        return Err(BatchError::ControlBatch { at: 0 });
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        return Err(BatchError::BadSequence {
+            at: 0,
+            producer_id: header.producer_id,
+            sequence: header.base_sequence,
+        });
+    }
+    Ok(())
+}
+
+/// Reads every record of a client's batch strictly and returns the largest timestamp delta
+/// among them (the records' own timestamps, which Kafka takes over the header's). In a
+/// compressed batch the records must be numbered from 0 up, as Kafka requires of a wrapper's
+/// inner records; an uncompressed batch's offset deltas are not checked, as on Kafka.
+fn max_timestamp_delta(batch: &[u8], header: &BatchHeader) -> Result<i64, RecordsError> {
+    let compressed = header.codec() != CODEC_NONE;
+    records::with_records(batch, header, |records| {
+        let mut max_delta = i64::MIN;
+        for (index, record) in (0..).zip(records) {
+            let record = record?;
+            if compressed && record.offset_delta != index {
+                return Err(RecordsError::Malformed {
+                    index,
+                    reason: "inner records of a compressed batch do not have incremental offsets",
+                });
+            }
+            max_delta = max_delta.max(record.timestamp_delta);
+        }
+        Ok(max_delta)
+    })
 }
 
 impl BatchError {
@@ -270,6 +324,29 @@ impl BatchError {
                 at: at + base,
                 stored,
                 computed,
+            },
+            BatchError::BadCodec { at, codec } => BatchError::BadCodec {
+                at: at + base,
+                codec,
+            },
+            BatchError::BadCount {
+                at,
+                count,
+                last_offset_delta,
+            } => BatchError::BadCount {
+                at: at + base,
+                count,
+                last_offset_delta,
+            },
+            BatchError::ControlBatch { at } => BatchError::ControlBatch { at: at + base },
+            BatchError::BadSequence {
+                at,
+                producer_id,
+                sequence,
+            } => BatchError::BadSequence {
+                at: at + base,
+                producer_id,
+                sequence,
             },
             other => other,
         }
@@ -308,43 +385,11 @@ pub fn check_framing(buf: &[u8]) -> Result<u64, BatchError> {
     Ok(records)
 }
 
-/// Checks that `count` records, each a zigzag-varint length then that many bytes, exactly
-/// fill `records`, and returns the largest timestamp delta among them (the records' own
-/// timestamps, which Kafka takes over the header's). Per record this reads three varints and
-/// a byte: no decode, no allocation.
-fn walk_records(mut records: &[u8], count: i32) -> Result<i64, &'static str> {
-    let mut max_delta = i64::MIN;
-    for _ in 0..count {
-        let (len, used) = read_varint(records).ok_or("record length is not a valid varint")?;
-        if len < 0 {
-            return Err("negative record length");
-        }
-        let end = used
-            .checked_add(len as usize)
-            .ok_or("record length overflows")?;
-        if end > records.len() {
-            return Err("record runs past the end of the batch");
-        }
-        // attributes (1 byte), then timestampDelta, inside the record's own bytes.
-        let body = &records[used..end];
-        let (delta, _) = body
-            .get(1..)
-            .and_then(read_varint)
-            .ok_or("record has no timestamp delta")?;
-        max_delta = max_delta.max(delta);
-        records = &records[end..];
-    }
-    if records.is_empty() {
-        Ok(max_delta)
-    } else {
-        Err("bytes left over after the last record")
-    }
-}
-
-/// Rewrites the header `maxTimestamp` of every uncompressed CreateTime batch whose records
-/// say otherwise, and its CRC, which covers it: Kafka's LogValidator does the same, and
-/// retention and `segment.ms` read the header. For a payload that passed
-/// `validate_produce_batches` (and reported `stale_max_timestamps`); anything else is left.
+/// Rewrites the header `maxTimestamp` of every CreateTime batch whose records say otherwise,
+/// and its CRC, which covers it: Kafka's LogValidator does the same, and retention and
+/// `segment.ms` read the header. For a payload that passed `validate_produce_batches` (and
+/// reported `stale_max_timestamps`, which is rare: only then does this second read, and the
+/// copy the caller made to call it, happen); anything else is left.
 pub fn correct_max_timestamps(buf: &mut [u8]) {
     let mut at = 0;
     while at < buf.len() {
@@ -354,8 +399,8 @@ pub fn correct_max_timestamps(buf: &mut [u8]) {
         let Some(batch) = buf.get_mut(at..at + header.batch_len) else {
             return;
         };
-        if header.codec() == CODEC_NONE && header.records_count > 0 {
-            let from_records = walk_records(&batch[HEADER_BYTES..], header.records_count)
+        if header.records_count > 0 {
+            let from_records = max_timestamp_delta(batch, &header)
                 .ok()
                 .and_then(|max_delta| create_time_max(&header, max_delta));
             if let Some(max_timestamp) = from_records.filter(|&t| t != header.max_timestamp) {
@@ -401,6 +446,8 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
 
 /// The attributes bit saying the batch's max timestamp is the broker's append time.
 const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+/// The attributes bit of a control batch (transaction markers), which only brokers write.
+const CONTROL_FLAG: i16 = 0x20;
 const MAX_TIMESTAMP_AT: usize = 35;
 
 /// Marks a batch as `LogAppendTime` with the broker's clock (topic config
@@ -573,9 +620,24 @@ pub(crate) mod tests {
         let mut framing = batch(&[b"abc"], 1);
         framing[61] = 0x7e; // record length 63: past the end
         fix(&mut framing);
+        let err = validate_produce_batches(&framing).unwrap_err();
+        assert!(
+            !err.is_corrupt() && matches!(err, BatchError::Records { .. }),
+            "{err}"
+        );
+        let mut control = batch(&[b"x"], 1);
+        control[22] |= 0x20;
+        fix(&mut control);
         assert!(matches!(
-            validate_produce_batches(&framing),
-            Err(BatchError::BadRecords { .. })
+            validate_produce_batches(&control),
+            Err(BatchError::ControlBatch { at: 0 })
+        ));
+        let mut no_sequence = batch(&[b"x"], 1);
+        no_sequence[43..51].copy_from_slice(&7i64.to_be_bytes()); // producer id, sequence -1
+        fix(&mut no_sequence);
+        assert!(matches!(
+            validate_produce_batches(&no_sequence),
+            Err(BatchError::BadSequence { sequence: -1, .. })
         ));
     }
 
@@ -622,13 +684,70 @@ pub(crate) mod tests {
         assert!(parse_header(&b[..HEADER_BYTES - 1]).is_err());
     }
 
+    /// `count` records with offset deltas from `offset_deltas` and timestamp deltas 0, 1, ...
+    fn records_section(offset_deltas: impl Iterator<Item = i32>) -> Vec<u8> {
+        let mut section = Vec::new();
+        for (ts, offset_delta) in offset_deltas.enumerate() {
+            section.extend(crate::records::tests::record(
+                offset_delta,
+                ts as i64,
+                Some(b"key"),
+                Some(b"value"),
+                &[(b"h", Some(b"v"))],
+            ));
+        }
+        section
+    }
+
     #[test]
-    fn compressed_batches_are_not_walked() {
-        let mut gz = batch(&[b"opaque"], 1);
-        gz[22] = 1; // gzip: records are compressed bytes, not walked
-        gz.truncate(HEADER_BYTES + 3);
-        fix(&mut gz);
-        assert!(validate_produce_batches(&gz).is_ok());
+    fn compressed_batches_are_read_record_by_record() {
+        use crate::records::tests::compressed_batch;
+        for codec in 1..=4 {
+            let good = compressed_batch(codec, &records_section(0..10), 10);
+            let summary = validate_produce_batches(&good).unwrap();
+            assert_eq!((summary.record_count, summary.max_timestamp), (10, 1_009));
+
+            // A valid CRC over a count of 2^31 - 1 (the broker-killing batch of issue 11).
+            let lying = compressed_batch(codec, &records_section(0..10), i32::MAX);
+            let err = validate_produce_batches(&lying).unwrap_err();
+            assert!(
+                !err.is_corrupt() && matches!(err, BatchError::Records { .. }),
+                "{err}"
+            );
+            let short = compressed_batch(codec, &records_section(0..10), 9);
+            assert!(validate_produce_batches(&short).is_err(), "codec {codec}");
+
+            let skipping = compressed_batch(codec, &records_section((0..10).map(|i| i * 2)), 10);
+            let err = validate_produce_batches(&skipping).unwrap_err();
+            assert!(err.to_string().contains("incremental offsets"), "{err}");
+
+            let mut garbage = good.clone();
+            let end = garbage.len();
+            garbage[HEADER_BYTES..end].fill(0x5a);
+            fix(&mut garbage);
+            assert!(validate_produce_batches(&garbage).unwrap_err().is_corrupt());
+        }
+    }
+
+    #[test]
+    fn a_compressed_batch_header_max_timestamp_is_corrected_too() {
+        let mut payload = crate::records::tests::compressed_batch(3, &records_section(0..4), 4);
+        payload[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+        fix(&mut payload);
+        assert_eq!(
+            validate_produce_batches(&payload)
+                .unwrap()
+                .stale_max_timestamps,
+            1
+        );
+        correct_max_timestamps(&mut payload);
+        assert_eq!(parse_header(&payload).unwrap().max_timestamp, 1_003);
+        assert_eq!(
+            validate_produce_batches(&payload)
+                .unwrap()
+                .stale_max_timestamps,
+            0
+        );
     }
 
     #[test]

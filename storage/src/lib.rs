@@ -6,7 +6,8 @@
 //! batches and file ranges. Everything in it runs on the one shard that owns the partition;
 //! it must never block that shard's reactor on the append or read path.
 //!
-//! Where things are: `batch` (the v2 batch format, produce validation), `index` (the sparse
+//! Where things are: `batch` (the v2 batch format, produce validation), `records` (the one
+//! strict reader of the records inside a batch), `index` (the sparse
 //! `.index`/`.timeindex`), `segment` (one segment's files and scan), `log` (the partition
 //! log: `append`, `read`, `recovery`, `retention`, `compaction`), `flush_gate` (a shard's
 //! limit on flushes in flight), `error`.
@@ -18,6 +19,7 @@ pub mod flush_gate;
 pub mod index;
 pub mod log;
 pub mod producer_state;
+pub mod records;
 pub mod segment;
 
 pub use batch::{

@@ -514,7 +514,12 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // Weir patch: record_count comes from the batch; reserve no more than the bytes left
+        // and the array cap allow (a forged 2^31 - 1 aborted the process here).
+        records.reserve(crate::protocol::types::prealloc(
+            batch_decode_info.record_count.max(0) as usize,
+            bytes::Buf::remaining(buf),
+        ));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -894,7 +899,10 @@ impl Record {
         let num_headers = num_headers as usize;
 
         // Weir patch: num_headers comes from untrusted input; cap the pre-allocation.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        let mut headers = IndexMap::with_capacity(crate::protocol::types::prealloc(
+            num_headers,
+            bytes::Buf::remaining(buf),
+        ));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

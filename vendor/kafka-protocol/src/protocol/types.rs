@@ -980,6 +980,17 @@ impl<T, E: for<'a> Encoder<&'a T>> Encoder<&Vec<T>> for Array<E> {
     }
 }
 
+/// Weir patch: the most elements an array decoder reserves before it has decoded them. An
+/// element may be hundreds of bytes in memory though it takes one on the wire, so a cap at the
+/// bytes left alone still lets a 100 MiB frame reserve gigabytes; past this the vector grows
+/// as elements really arrive.
+const ARRAY_PREALLOC_MAX: usize = 1024;
+
+/// Weir patch: what an array of `declared` elements may reserve with `remaining` bytes left.
+pub(crate) fn prealloc(declared: usize, remaining: usize) -> usize {
+    declared.min(remaining).min(ARRAY_PREALLOC_MAX)
+}
+
 impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Option<Vec<T>>> {
         match Int32.decode(buf)? {
@@ -988,7 +999,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                 // Weir patch: the count comes from the network; every element takes at least one byte,
                 // so capping the pre-allocation at the bytes left stops a forged count from
                 // aborting the process on a huge allocation.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(prealloc(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1097,7 +1108,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // Weir patch: see Array::decode; cap the pre-allocation at the bytes left.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(prealloc((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
