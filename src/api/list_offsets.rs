@@ -122,29 +122,45 @@ async fn offset_for_time(
     }
 }
 
+/// The LogAppendTime bit of a batch's attributes.
+const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+
 /// Kafka answers a lookup by time with the first record whose timestamp reaches it, which
-/// may sit inside a batch (even a compressed one): decode the batch and look. A batch that
-/// does not decode (it passed the CRC, so only an unsupported codec could do that) answers
-/// with its first offset and max timestamp, which is where a consumer would start anyway.
+/// may sit inside a batch (even a compressed one): read the batch and look. A stored batch
+/// is read with the strict reader, since its records are a client's bytes; one that does
+/// not read answers with its first offset and max timestamp, which is where a consumer would
+/// start anyway.
 fn record_at_or_after(batch: &[u8], timestamp: i64) -> (i64, i64) {
-    let header = weir_storage::batch::parse_header(batch).ok();
-    let fallback = header.map_or((-1, -1), |h| (h.base_offset, h.max_timestamp));
-    let mut bytes = bytes::Bytes::copy_from_slice(batch);
-    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) else {
-        return fallback;
+    use weir_storage::records;
+    let Ok(header) = weir_storage::batch::parse_header(batch) else {
+        return (-1, -1);
     };
-    let log_append_time = set
-        .records
-        .first()
-        .is_some_and(|r| r.timestamp_type == kafka_protocol::records::TimestampType::LogAppend);
-    if log_append_time {
+    let fallback = (header.base_offset, header.max_timestamp);
+    if header.attributes & LOG_APPEND_TIME_FLAG != 0 {
         // Every record of a LogAppendTime batch carries the batch's time.
         return fallback;
     }
-    set.records
-        .iter()
-        .find(|r| r.timestamp >= timestamp)
-        .map_or(fallback, |r| (r.offset, r.timestamp))
+    let found = records::with_records(batch, &header, |records| {
+        for record in records {
+            let record = record?;
+            let at = header.base_timestamp.wrapping_add(record.timestamp_delta);
+            if at >= timestamp {
+                return Ok(Some((
+                    header.base_offset + i64::from(record.offset_delta),
+                    at,
+                )));
+            }
+        }
+        Ok(None)
+    });
+    match found {
+        Ok(Some(hit)) => hit,
+        Ok(None) => fallback,
+        Err(e) => {
+            tracing::warn!("offset for timestamp: batch at {}: {e}", header.base_offset);
+            fallback
+        }
+    }
 }
 
 /// leader_epoch exists from v4; kafka-protocol rejects it set in older versions.

@@ -12,13 +12,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use indexmap::IndexMap;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::records::{self, GroupValue, Key};
 use super::state::{Group, GroupState, Member};
 use super::OFFSETS_TOPIC;
 use crate::clock::now_ms;
 use crate::shard_context::ShardContext;
+
+/// The control bit of a batch's attributes: markers hold no group records.
+const CONTROL_FLAG: i16 = 0x20;
 
 /// Bytes read from the log per step while replaying.
 const READ_CHUNK_BYTES: u32 = 1 << 20;
@@ -66,26 +68,38 @@ struct Replay {
 }
 
 impl Replay {
-    /// Applies whole batches; returns the offset after the last one.
-    fn batches(&mut self, mut bytes: Bytes) -> anyhow::Result<i64> {
+    /// Applies whole batches; returns the offset after the last one. The log's recovery
+    /// checked every batch's framing and CRC, but the records inside are a client's bytes
+    /// (a produce to `__consumer_offsets` is refused, yet a log may predate that): they are
+    /// read strictly, and a batch whose records do not read is skipped, not fatal, since
+    /// one bad batch must not keep the broker from starting.
+    fn batches(&mut self, bytes: Bytes) -> anyhow::Result<i64> {
         let mut next = i64::MIN;
-        while bytes.len() >= 12 {
-            let len = 12 + i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-            if len > bytes.len() {
+        let mut rest = &bytes[..];
+        while rest.len() >= weir_storage::batch::HEADER_BYTES {
+            let header = weir_storage::batch::parse_header(rest)
+                .map_err(|e| anyhow::anyhow!("a {OFFSETS_TOPIC} batch header: {e}"))?;
+            if header.batch_len > rest.len() {
                 break;
             }
-            let mut batch = bytes.split_to(len);
-            let set = RecordBatchDecoder::decode(&mut batch)
-                .map_err(|e| anyhow::anyhow!("decoding a {OFFSETS_TOPIC} batch: {e}"))?;
-            for record in set.records {
-                next = next.max(record.offset + 1);
-                if record.control {
-                    continue;
+            let (batch, after) = rest.split_at(header.batch_len);
+            rest = after;
+            next = next.max(header.next_offset());
+            if header.attributes & CONTROL_FLAG != 0 {
+                continue;
+            }
+            let applied = weir_storage::records::with_records(batch, &header, |records| {
+                for record in records {
+                    let record = record?;
+                    match record.key {
+                        Some(key) => self.apply(key, record.value),
+                        None => self.skipped += 1,
+                    }
                 }
-                match &record.key {
-                    Some(key) => self.apply(key, record.value.as_deref()),
-                    None => self.skipped += 1,
-                }
+                Ok(())
+            });
+            if let Err(e) = applied {
+                self.skip(&format_args!("batch at offset {}: {e}", header.base_offset));
             }
         }
         Ok(next)
@@ -265,5 +279,30 @@ mod tests {
         assert_eq!(g.generation, 4);
         assert_eq!(g.static_members["i1"], "m1");
         assert_eq!(g.members["m1"].assignment, Bytes::from_static(b"a"));
+    }
+
+    #[test]
+    fn a_batch_whose_records_lie_is_skipped_and_the_rest_still_loads() {
+        let offset = Some(records::offset_value(&OffsetValue {
+            offset: 7,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 1,
+        }));
+        let honest = batch_of(vec![(records::offset_key("g", "t", 0), offset)]);
+        // The same batch, its record count raised to 2^31 - 1 (CRC recomputed, as a client
+        // would): the records it holds cannot be that many.
+        let mut lying = bytes::BytesMut::from(&stamp(honest.clone(), 0)[..]);
+        lying[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&lying[21..]);
+        lying[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut log = bytes::BytesMut::new();
+        log.extend_from_slice(&lying);
+        log.extend_from_slice(&stamp(honest, 1));
+        let mut replay = Replay::default();
+        assert_eq!(replay.batches(log.freeze()).unwrap(), 2);
+        assert_eq!(replay.skipped, 1);
+        let groups = replay.finish();
+        assert_eq!(groups["g"].offsets[&("t".to_string(), 0)].offset, 7);
     }
 }

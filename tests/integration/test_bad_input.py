@@ -206,3 +206,47 @@ def test_malformed_batch_is_rejected_and_nothing_is_appended(broker, make_batch)
             pass  # closing the connection is an acceptable answer too
     assert end_offset(broker.bootstrap, topic) == 0, "nothing of a rejected request may be appended"
     assert_broker_serves(broker)
+
+
+def _gzip(data):
+    import gzip
+    return gzip.compress(data)
+
+
+GZIP = 1
+TWO_BILLION = 2**31 - 1
+
+
+@pytest.mark.parametrize("batch, reason", [
+    # The 377 GB abort: a valid CRC over 3 gzipped records, the header claiming 2^31 - 1.
+    (lambda v: wire.record_batch(v, attributes=GZIP, compress=_gzip, record_count=TWO_BILLION,
+                                 last_offset_delta=TWO_BILLION - 1), "count-2^31"),
+    (lambda v: wire.record_batch(v, attributes=GZIP, compress=_gzip, offset_deltas=[0, 0, 2]),
+     "offsets-not-incremental"),
+    (lambda v: wire.record_batch(v, attributes=GZIP, compress=lambda b: _gzip(b)[:-9]), "gzip-cut-short"),
+    (lambda v: wire.record_batch(v, attributes=GZIP, compress=lambda b: _gzip(b + b"\x02")), "trailing-bytes"),
+    (lambda v: wire.record_batch(v, attributes=0x20), "control-batch"),
+    (lambda v: wire.record_batch(v, producer_id=5, producer_epoch=0, base_sequence=-3), "negative-sequence"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_a_batch_whose_records_lie_is_refused_and_readers_survive(broker, batch, reason):
+    """Produce reads every record of every batch, compressed or not, as Kafka's LogValidator:
+    a batch whose records break the format is refused and nothing is appended. Then the
+    readers that look inside stored batches (ListOffsets by time) still work."""
+    topic = create_topic(broker.bootstrap, unique_topic("lying"))
+    good = wire.record_batch([b"x", b"y", b"z"], attributes=GZIP, compress=_gzip, timestamp_deltas=[0, 10, 20])
+    with wire.Conn(broker.bootstrap) as conn:
+        _, results = wire.parse_produce_response_v3(conn.call(wire.produce_request_v3(41, topic, 0, good)))
+        assert results == [(topic, 0, wire.ERROR_NONE, 0)]
+        _, results = wire.parse_produce_response_v3(
+            conn.call(wire.produce_request_v3(42, topic, 0, batch([b"a" * 10, b"b" * 10, b"c" * 10]))))
+    [(_, _, error_code, _)] = results
+    assert error_code in (wire.ERROR_INVALID_RECORD, wire.ERROR_CORRUPT_MESSAGE), f"{reason}: {results}"
+    assert end_offset(broker.bootstrap, topic) == 3, "nothing of a refused batch may be appended"
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, request_timeout_ms=15000)
+    try:
+        tp = TopicPartition(topic, 0)
+        found = consumer.offsets_for_times({tp: 1_700_000_000_015})[tp]
+        assert (found.offset, found.timestamp) == (2, 1_700_000_000_020)
+    finally:
+        consumer.close()
+    assert_broker_serves(broker)

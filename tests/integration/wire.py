@@ -18,6 +18,7 @@ API_INIT_PRODUCER_ID = 22
 ERROR_NONE = 0
 ERROR_CORRUPT_MESSAGE = 2
 ERROR_UNSUPPORTED_VERSION = 35
+ERROR_INVALID_RECORD = 87
 
 
 def _crc32c_table():
@@ -72,16 +73,19 @@ def frame(payload):
 
 
 def record_batch(values, base_timestamp_ms=1_700_000_000_000, attributes=0, record_count=None,
-                 last_offset_delta=None, magic=2, producer_id=-1, producer_epoch=-1, base_sequence=-1):
-    """One uncompressed magic-2 record batch holding `values` (bytes), keys null, no headers,
-    with a correct CRC. The keyword arguments forge header fields (the CRC still matches);
-    `producer_id`, `producer_epoch` and `base_sequence` make it an idempotent producer's."""
+                 last_offset_delta=None, magic=2, producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                 compress=None, offset_deltas=None, timestamp_deltas=None):
+    """One magic-2 record batch holding `values` (bytes), keys null, no headers, with a correct
+    CRC. The keyword arguments forge header fields (the CRC still matches); `producer_id`,
+    `producer_epoch` and `base_sequence` make it an idempotent producer's. `compress` (bytes to
+    bytes) compresses the records section: set the codec in `attributes` to match.
+    `offset_deltas` and `timestamp_deltas` replace the records' own (0, 1, 2... and 0)."""
     records = b""
     for i, value in enumerate(values):
         body = (
             b"\x00"  # attributes
-            + varint(0)  # timestamp delta
-            + varint(i)  # offset delta
+            + varint(timestamp_deltas[i] if timestamp_deltas else 0)  # timestamp delta
+            + varint(offset_deltas[i] if offset_deltas else i)  # offset delta
             + varint(-1)  # null key
             + varint(len(value))
             + value
@@ -90,6 +94,8 @@ def record_batch(values, base_timestamp_ms=1_700_000_000_000, attributes=0, reco
         records += varint(len(body)) + body
     if last_offset_delta is None:
         last_offset_delta = len(values) - 1
+    if compress is not None:
+        records = compress(records)
     after_crc = (
         struct.pack(">hiqqqhi", attributes, last_offset_delta, base_timestamp_ms, base_timestamp_ms,
                     producer_id, producer_epoch, base_sequence)

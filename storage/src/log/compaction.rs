@@ -48,11 +48,12 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use glommio::io::{BufferedFile, OpenOptions, ReadResult};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use super::PartitionLog;
 use crate::batch::{self, read_varint, BatchHeader, BATCH_BYTES_MAX, HEADER_BYTES, LOG_OVERHEAD};
 use crate::error::StorageError;
+use crate::records::{self, Record, RecordsError};
 use crate::segment::{self, Segment, SegmentFiles};
 
 /// Bytes read from a segment per I/O. Small in tests, so they cross chunk boundaries.
@@ -136,6 +137,18 @@ struct RecordView<'a> {
     tombstone: bool,
     /// The record's bytes, length prefix included.
     raw: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    fn of(header: &BatchHeader, record: Record<'a>) -> RecordView<'a> {
+        RecordView {
+            offset: header.base_offset + i64::from(record.offset_delta),
+            timestamp: header.base_timestamp.wrapping_add(record.timestamp_delta),
+            key: record.key,
+            tombstone: record.value.is_none(),
+            raw: record.raw,
+        }
+    }
 }
 
 /// A segment a cleaning may read and rewrite.
@@ -852,13 +865,18 @@ pub fn every_record_has_a_key(payload: &[u8]) -> Result<bool, StorageError> {
 
 /// Calls `f` with every record of a batch (decompressing if needed). Control batches have no
 /// keyed records and are skipped.
-fn for_each_record(batch: &[u8], f: impl FnMut(RecordView)) -> Result<(), StorageError> {
+fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView)) -> Result<(), StorageError> {
     let header = batch::parse_header(batch)?;
     if header.attributes & CONTROL_FLAG != 0 {
         return Ok(());
     }
-    let records = records_section(batch, header.attributes)?;
-    walk(&records, &header, f)
+    records::with_records(batch, &header, |records| {
+        for record in records {
+            f(RecordView::of(&header, record?));
+        }
+        Ok(())
+    })
+    .map_err(records_error)
 }
 
 /// The batch without the records `retain` rejects, with its delete horizon set if it keeps
@@ -875,31 +893,55 @@ fn filter_batch(batch: &[u8], retain: &Retain) -> Result<BatchOutcome, StorageEr
     }
     let horizon_ms =
         (header.attributes & DELETE_HORIZON_FLAG != 0).then_some(header.base_timestamp);
-    let records = records_section(batch, header.attributes)?;
-    // The count comes from disk: a record takes at least a byte, so this bounds it.
-    let capacity = usize::try_from(header.records_count)
-        .unwrap_or(0)
-        .min(records.len());
-    let mut kept: Vec<RecordView> = Vec::with_capacity(capacity);
-    let mut dropped = 0u64;
-    walk(&records, &header, |record| {
-        if retain.keeps(&record, horizon_ms) {
-            kept.push(record);
-        } else {
-            dropped += 1;
+    // The records borrow the shard's decompression scratch, so the batch is rebuilt (and
+    // recompressed) inside the reader's call.
+    records::with_records(batch, &header, |records| {
+        let mut kept: Vec<RecordView> = Vec::new();
+        let mut section_len = 0;
+        let mut dropped = 0u64;
+        for record in records {
+            let record = RecordView::of(&header, record?);
+            section_len += record.raw.len();
+            if retain.keeps(&record, horizon_ms) {
+                kept.push(record);
+            } else {
+                dropped += 1;
+            }
         }
-    })?;
-    let set_horizon = horizon_ms.is_none() && kept.iter().any(|r| r.tombstone);
-    if dropped == 0 && !set_horizon {
-        return Ok(unchanged);
-    }
-    if kept.is_empty() {
-        return Ok(BatchOutcome {
-            batch: Filtered::Emptied,
-            dropped,
-            horizon_set: false,
-        });
-    }
+        let set_horizon = horizon_ms.is_none() && kept.iter().any(|r| r.tombstone);
+        if dropped == 0 && !set_horizon {
+            return Ok(Ok(unchanged));
+        }
+        if kept.is_empty() {
+            return Ok(Ok(BatchOutcome {
+                batch: Filtered::Emptied,
+                dropped,
+                horizon_set: false,
+            }));
+        }
+        Ok(
+            rebuild(batch, &header, &kept, section_len, set_horizon, retain).map(|out| {
+                BatchOutcome {
+                    batch: Filtered::Rewritten(out),
+                    dropped,
+                    horizon_set: set_horizon,
+                }
+            }),
+        )
+    })
+    .map_err(records_error)?
+}
+
+/// A batch of the `kept` records of `batch`, header fields (length, count, attributes,
+/// base timestamp, CRC) rewritten to match.
+fn rebuild(
+    batch: &[u8],
+    header: &BatchHeader,
+    kept: &[RecordView],
+    section_len: usize,
+    set_horizon: bool,
+    retain: &Retain,
+) -> Result<Bytes, StorageError> {
     let (attributes, base_timestamp) = if set_horizon {
         (
             header.attributes | DELETE_HORIZON_FLAG,
@@ -908,8 +950,8 @@ fn filter_batch(batch: &[u8], retain: &Retain) -> Result<BatchOutcome, StorageEr
     } else {
         (header.attributes, header.base_timestamp)
     };
-    let mut body = BytesMut::with_capacity(records.len() + kept.len() * 10);
-    for record in &kept {
+    let mut body = BytesMut::with_capacity(section_len + kept.len() * 10);
+    for record in kept {
         if set_horizon {
             put_rebased(&mut body, record, base_timestamp)?;
         } else {
@@ -929,11 +971,7 @@ fn filter_batch(batch: &[u8], retain: &Retain) -> Result<BatchOutcome, StorageEr
     out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&kept_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(BatchOutcome {
-        batch: Filtered::Rewritten(out.freeze()),
-        dropped,
-        horizon_set: set_horizon,
-    })
+    Ok(out.freeze())
 }
 
 /// Appends a record with its timestamp delta taken against a new base timestamp, so it
@@ -973,71 +1011,12 @@ fn put_varint(out: &mut [u8; 10], value: i64) -> usize {
     n + 1
 }
 
-fn records_section(batch: &[u8], attributes: i16) -> Result<Bytes, StorageError> {
-    let body = Bytes::copy_from_slice(&batch[HEADER_BYTES..]);
-    decompress(attributes & CODEC_MASK, body)
-}
-
-/// Walks the records of a (decompressed) records section.
-fn walk<'a>(
-    mut records: &'a [u8],
-    header: &BatchHeader,
-    mut f: impl FnMut(RecordView<'a>),
-) -> Result<(), StorageError> {
-    let bad = |what: &str| StorageError::Compaction(what.to_owned());
-    for _ in 0..header.records_count {
-        let (len, used) = read_varint(records).ok_or_else(|| bad("record length"))?;
-        let end = used + usize::try_from(len).map_err(|_| bad("negative record length"))?;
-        let raw = records
-            .get(..end)
-            .ok_or_else(|| bad("record runs past the batch"))?;
-        let mut body = &raw[used..];
-        let next_varint = |body: &mut &[u8]| -> Result<i64, StorageError> {
-            let (v, n) = read_varint(body).ok_or_else(|| bad("record field"))?;
-            *body = &body[n..];
-            Ok(v)
-        };
-        body = body.get(1..).ok_or_else(|| bad("record attributes"))?;
-        let timestamp_delta = next_varint(&mut body)?;
-        let offset_delta = next_varint(&mut body)?;
-        let key_len = next_varint(&mut body)?;
-        let key = if key_len < 0 {
-            None
-        } else {
-            let key = body
-                .get(..key_len as usize)
-                .ok_or_else(|| bad("record key"))?;
-            body = &body[key_len as usize..];
-            Some(key)
-        };
-        let value_len = next_varint(&mut body)?;
-        f(RecordView {
-            offset: header.base_offset + offset_delta,
-            timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
-            key,
-            tombstone: value_len < 0,
-            raw,
-        });
-        records = &records[end..];
-    }
-    Ok(())
+fn records_error(e: RecordsError) -> StorageError {
+    StorageError::Compaction(format!("stored batch: {e}"))
 }
 
 fn codec_error(e: anyhow::Error) -> StorageError {
     StorageError::Compaction(format!("codec: {e:#}"))
-}
-
-fn decompress(codec: i16, body: Bytes) -> Result<Bytes, StorageError> {
-    let mut buf = body;
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
-    match codec {
-        0 => Ok(buf),
-        1 => Gzip::decompress(&mut buf, take).map_err(codec_error),
-        2 => Snappy::decompress(&mut buf, take).map_err(codec_error),
-        3 => Lz4::decompress(&mut buf, take).map_err(codec_error),
-        4 => Zstd::decompress(&mut buf, take).map_err(codec_error),
-        other => Err(codec_error(anyhow::anyhow!("unknown codec {other}"))),
-    }
 }
 
 fn compress(codec: i16, records: Bytes) -> Result<Bytes, StorageError> {
@@ -1730,25 +1709,23 @@ mod tests {
     /// A decompression bomb (a small compressed batch that expands past the bound) is an
     /// error, never an allocation of everything it claims.
     #[test]
-    fn decompression_past_the_bound_is_refused() {
-        use kafka_protocol::compression::DECOMPRESSED_BYTES_MAX;
-        let zeros = Bytes::from(vec![0u8; DECOMPRESSED_BYTES_MAX + 1]);
-        for codec in [1, 4] {
-            let bomb = super::compress(codec, zeros.clone()).expect("compresses");
-            assert!(bomb.len() < 2 * 1024 * 1024, "codec {codec}: a small input");
-            let error = super::decompress(codec, bomb).expect_err("refused");
+    fn a_stored_batch_whose_records_lie_is_an_error_not_an_allocation() {
+        use crate::records::tests::{compressed_batch, record};
+        let section = record(0, 0, Some(b"k"), Some(b"v"), &[]);
+        for codec in [1, 2, 3, 4] {
+            let lying = compressed_batch(codec, &section, i32::MAX);
+            let error = super::for_each_record(&lying, |_| {}).expect_err("refused");
             assert!(
-                error.to_string().contains("exceeds"),
+                error
+                    .to_string()
+                    .contains("declares 2147483647 records but holds 1"),
                 "codec {codec}: {error}"
             );
+            let honest = compressed_batch(codec, &section, 1);
+            let mut keys = Vec::new();
+            super::for_each_record(&honest, |r| keys.push(r.key.map(<[u8]>::to_vec)))
+                .expect("an honest batch reads");
+            assert_eq!(keys, vec![Some(b"k".to_vec())], "codec {codec}");
         }
-        // Raw snappy declares its length up front: 2^31 as a varint, and nothing else.
-        let declared = Bytes::from_static(&[0x80, 0x80, 0x80, 0x80, 0x08]);
-        assert!(super::decompress(2, declared).is_err());
-        let small = super::compress(4, Bytes::from_static(b"fits")).expect("compresses");
-        assert_eq!(
-            &super::decompress(4, small).expect("within the bound")[..],
-            b"fits"
-        );
     }
 }
