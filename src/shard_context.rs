@@ -61,6 +61,11 @@ impl ShardContext {
         }
     }
 
+    /// The gate this shard's logs flush through (and its flush-stage times).
+    pub fn flush_gate(&self) -> &FlushGate {
+        &self.flush_gate
+    }
+
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
     }

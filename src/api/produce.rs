@@ -65,11 +65,18 @@ pub async fn handle(
             } else {
                 match (meta, image.owner(&name, data.index)) {
                     (Some(meta), Some(owner)) => {
-                        check_records(data.records, topic_config::max_message_bytes(&meta.configs))
-                            .and_then(|records| {
-                                check_keys(&records, &meta.configs)?;
-                                Ok((owner, records))
-                            })
+                        let started = std::time::Instant::now();
+                        let checked = check_records(
+                            data.records,
+                            topic_config::max_message_bytes(&meta.configs),
+                        )
+                        .and_then(|records| {
+                            check_keys(&records, &meta.configs)?;
+                            Ok((owner, records))
+                        });
+                        let stages = &ctx.metrics.produce_stages;
+                        stages.validate.observe_duration(started.elapsed());
+                        checked
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),
                 }
@@ -103,8 +110,12 @@ pub async fn handle(
     let calls = group_by_owner(ctx.shard.count(), jobs)
         .into_iter()
         .map(|(owner, jobs)| {
-            ctx.shard
-                .invoke_on(owner, move |owner_ctx| append_all(owner_ctx, jobs))
+            let sent = std::time::Instant::now();
+            ctx.shard.invoke_on(owner, move |owner_ctx| {
+                let stages = &owner_ctx.metrics.produce_stages;
+                stages.hop.observe_duration(sent.elapsed());
+                append_all(owner_ctx, jobs)
+            })
         });
     for answers in futures::future::join_all(calls).await {
         for ((ti, pi), result) in answers? {
@@ -183,6 +194,7 @@ fn batch_lengths(records: &[u8]) -> impl Iterator<Item = usize> + '_ {
 async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAnswer> {
     // One clock reading per request, as Kafka stamps one time per produce request.
     let now = crate::clock::now_ms();
+    let ctx = &ctx;
     let appends = jobs.into_iter().map(|job| {
         let log = ctx.partition(&job.topic, job.partition);
         async move {
@@ -190,7 +202,11 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
                 return (job.slot, Err(ResponseError::NotLeaderOrFollower));
             };
             let append_time = job.log_append_time.then_some(now);
-            let result = match log.append_with_time(&job.records, append_time).await {
+            let started = std::time::Instant::now();
+            let appended = log.append_with_time(&job.records, append_time).await;
+            let stages = &ctx.metrics.produce_stages;
+            stages.append.observe_duration(started.elapsed());
+            let result = match appended {
                 Ok(outcome) => Ok((
                     outcome.base_offset,
                     log.log_start_offset(),

@@ -8,18 +8,14 @@ pub mod http;
 pub mod render;
 pub mod snapshot;
 
+pub use weir_storage::histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// Highest Kafka API key counted; requests are counted in an array indexed by key.
 pub const API_KEYS: usize = 96;
-
-/// Upper bounds (seconds) of the request latency histogram's buckets.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-    5.0,
-];
 
 /// Upper bounds (bytes) of the produce batch size histogram's buckets.
 pub const BATCH_SIZE_BUCKETS: [f64; 10] = [
@@ -34,74 +30,6 @@ pub const BATCH_SIZE_BUCKETS: [f64; 10] = [
     4_194_304.0,
     16_777_216.0,
 ];
-
-/// A histogram with fixed buckets, in cells: observing is a bucket search and two adds.
-#[derive(Debug)]
-pub struct Histogram<const N: usize> {
-    bounds: &'static [f64; N],
-    /// Per bucket (not cumulative); the last slot counts what exceeds every bound.
-    counts: [Cell<u64>; N],
-    overflow: Cell<u64>,
-    sum: Cell<f64>,
-}
-
-impl<const N: usize> Histogram<N> {
-    pub fn new(bounds: &'static [f64; N]) -> Self {
-        Histogram {
-            bounds,
-            counts: std::array::from_fn(|_| Cell::new(0)),
-            overflow: Cell::new(0),
-            sum: Cell::new(0.0),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        match self.bounds.iter().position(|&b| value <= b) {
-            Some(i) => self.counts[i].set(self.counts[i].get() + 1),
-            None => self.overflow.set(self.overflow.get() + 1),
-        }
-        self.sum.set(self.sum.get() + value);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot {
-            bounds: self.bounds.to_vec(),
-            counts: self
-                .counts
-                .iter()
-                .map(Cell::get)
-                .chain(std::iter::once(self.overflow.get()))
-                .collect(),
-            sum: self.sum.get(),
-        }
-    }
-}
-
-/// A histogram's numbers, to be merged across shards.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HistogramSnapshot {
-    pub bounds: Vec<f64>,
-    /// Per bucket, then the overflow.
-    pub counts: Vec<u64>,
-    pub sum: f64,
-}
-
-impl HistogramSnapshot {
-    pub fn merge(&mut self, other: &HistogramSnapshot) {
-        if self.counts.is_empty() {
-            *self = other.clone();
-            return;
-        }
-        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
-        }
-        self.sum += other.sum;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-}
 
 /// One API's request numbers on one shard.
 #[derive(Debug)]
@@ -126,6 +54,41 @@ pub struct ShardMetrics {
     /// Flush windows, fdatasyncs and their seconds of partitions deleted from this shard, so
     /// the per-shard counters (sums over the partitions) never go down.
     pub retired_log_io: Cell<LogIo>,
+    pub produce_stages: ProduceStages,
+}
+
+/// Where a produce request's time goes outside the log (the log's own stages are the flush
+/// gate's `FlushStages`): each stage one histogram, observed once per partition payload.
+#[derive(Debug)]
+pub struct ProduceStages {
+    /// Validating a partition's batches (CRC, framing, every record) on the connection's
+    /// shard.
+    pub validate: Histogram<14>,
+    /// From the connection's shard sending the appends to the owner shard running them.
+    pub hop: Histogram<14>,
+    /// One partition's append on its owner, staged until durable (acks=all): the log's
+    /// queued, gate, write and fdatasync stages together.
+    pub append: Histogram<14>,
+}
+
+impl Default for ProduceStages {
+    fn default() -> Self {
+        ProduceStages {
+            validate: Histogram::new(&LATENCY_BUCKETS),
+            hop: Histogram::new(&LATENCY_BUCKETS),
+            append: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
+}
+
+impl ProduceStages {
+    pub fn snapshot(&self) -> [(&'static str, HistogramSnapshot); 3] {
+        [
+            ("validate", self.validate.snapshot()),
+            ("hop", self.hop.snapshot()),
+            ("append", self.append.snapshot()),
+        ]
+    }
 }
 
 /// A log's flush and sync counters.
@@ -153,6 +116,7 @@ impl Default for ShardMetrics {
             connections_accepted: Cell::new(0),
             errors: RefCell::default(),
             retired_log_io: Cell::default(),
+            produce_stages: ProduceStages::default(),
         }
     }
 }
@@ -207,22 +171,6 @@ impl ShardMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histograms_bucket_and_merge() {
-        let h = Histogram::new(&LATENCY_BUCKETS);
-        h.observe(0.000_01);
-        h.observe(0.003);
-        h.observe(10.0);
-        let mut a = h.snapshot();
-        assert_eq!(a.count(), 3);
-        assert_eq!(a.counts[0], 1);
-        assert_eq!(a.counts[6], 1, "3 ms lands in the 5 ms bucket");
-        assert_eq!(*a.counts.last().unwrap(), 1, "10 s overflows");
-        a.merge(&h.snapshot());
-        assert_eq!(a.count(), 6);
-        assert!((a.sum - 2.0 * (0.000_01 + 0.003 + 10.0)).abs() < 1e-9);
-    }
 
     #[test]
     fn requests_are_counted_per_api() {

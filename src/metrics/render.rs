@@ -128,6 +128,24 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "Size of produced record batches.",
     );
     histogram(&mut text, "weir_produce_batch_bytes", "", &batches);
+    let mut stages: Vec<(&str, HistogramSnapshot)> = Vec::new();
+    for s in shards {
+        for (stage, h) in &s.produce_stages {
+            match stages.iter_mut().find(|(name, _)| name == stage) {
+                Some((_, merged)) => merged.merge(h),
+                None => stages.push((stage, h.clone())),
+            }
+        }
+    }
+    header(&mut text, "weir_produce_stage_seconds", "histogram", "Time in each stage of a produce, per partition payload: validate (connection shard), hop (to the owner shard), append (until durable), and within append the log's log_queued (group-commit wait), log_gate, log_write and log_fdatasync (per flush window).");
+    for (stage, h) in &stages {
+        histogram(
+            &mut text,
+            "weir_produce_stage_seconds",
+            &format!("stage=\"{stage}\""),
+            h,
+        );
+    }
 
     per_shard(
         &mut text,

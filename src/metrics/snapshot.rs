@@ -16,6 +16,8 @@ pub struct ShardSnapshot {
     pub bytes_in: Vec<(String, u64)>,
     pub bytes_out: Vec<(String, u64)>,
     pub produce_batch_bytes: HistogramSnapshot,
+    /// (stage, seconds) of produce's stages, this shard's and its logs' flush stages.
+    pub produce_stages: Vec<(&'static str, HistogramSnapshot)>,
     pub connections_open: u64,
     pub connections_accepted: u64,
     /// (API key, error code, count) of error codes answered.
@@ -82,6 +84,12 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
             .map(|(t, b)| (t.clone(), *b))
             .collect(),
         produce_batch_bytes: m.produce_batch_bytes.snapshot(),
+        produce_stages: m
+            .produce_stages
+            .snapshot()
+            .into_iter()
+            .chain(ctx.flush_gate().stages().snapshot())
+            .collect(),
         connections_open: m.connections_open.get(),
         connections_accepted: m.connections_accepted.get(),
         errors: m

@@ -6,17 +6,61 @@
 //! `weir-tune measure` finds) more windows in flight only queue in the device; held back
 //! here instead, a partition's next window gathers more batches, so one fdatasync covers
 //! more of them. A gate is shard-local (`Rc`, no locks) and shared by the shard's logs.
+//!
+//! Since every window of the shard passes the gate, the gate also keeps the shard's
+//! flush-stage times (`FlushStages`): where a durable produce spends its time in the log.
 
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 
 use glommio::sync::{Semaphore, StaticPermit};
 
+use crate::histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
+
 #[derive(Debug)]
 pub struct FlushGate {
     /// None: no limit.
     permits: Option<Rc<Semaphore>>,
     depth: Option<NonZeroUsize>,
+    stages: FlushStages,
+}
+
+/// Seconds spent in each stage of a log's flush pipeline, over the shard's logs: the parts
+/// of a durable produce's latency that the storage layer owns.
+#[derive(Debug)]
+pub struct FlushStages {
+    /// From the first batch of a window being staged to its flusher taking the window:
+    /// the group-commit wait (the previous window's write and sync, then the gate).
+    pub queued: Histogram<14>,
+    /// Waiting at this gate for a window slot.
+    pub gate: Histogram<14>,
+    /// One window's io_uring writes (data and index entries).
+    pub write: Histogram<14>,
+    /// One fdatasync.
+    pub sync: Histogram<14>,
+}
+
+impl Default for FlushStages {
+    fn default() -> Self {
+        FlushStages {
+            queued: Histogram::new(&LATENCY_BUCKETS),
+            gate: Histogram::new(&LATENCY_BUCKETS),
+            write: Histogram::new(&LATENCY_BUCKETS),
+            sync: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
+}
+
+impl FlushStages {
+    /// (stage name, its numbers), the names as the metrics label them.
+    pub fn snapshot(&self) -> [(&'static str, HistogramSnapshot); 4] {
+        [
+            ("log_queued", self.queued.snapshot()),
+            ("log_gate", self.gate.snapshot()),
+            ("log_write", self.write.snapshot()),
+            ("log_fdatasync", self.sync.snapshot()),
+        ]
+    }
 }
 
 /// Held while a window is written and synced; dropping it lets the next flusher in.
@@ -30,6 +74,7 @@ impl FlushGate {
         Rc::new(FlushGate {
             permits: depth.map(|d| Rc::new(Semaphore::new(d.get() as u64))),
             depth,
+            stages: FlushStages::default(),
         })
     }
 
@@ -39,6 +84,11 @@ impl FlushGate {
 
     pub fn depth(&self) -> Option<NonZeroUsize> {
         self.depth
+    }
+
+    /// The flush-stage times of the logs that share this gate.
+    pub fn stages(&self) -> &FlushStages {
+        &self.stages
     }
 
     /// Waits for room for one more window. Waiters are let in first come, first served.

@@ -7,15 +7,17 @@
 //! it must never block that shard's reactor on the append or read path.
 //!
 //! Where things are: `batch` (the v2 batch format, produce validation), `records` (the one
-//! strict reader of the records inside a batch), `index` (the sparse
-//! `.index`/`.timeindex`), `segment` (one segment's files and scan), `log` (the partition
-//! log: `append`, `read`, `recovery`, `retention`, `compaction`), `flush_gate` (a shard's
-//! limit on flushes in flight), `error`.
+//! strict reader of the records inside a batch), `index` (the sparse `.index`/`.timeindex`),
+//! `segment` (one segment's files and scan), `log` (the partition log: `append`, `read`,
+//! `recovery`, `retention`, `compaction`), `flush_gate` (a shard's limit on flushes in
+//! flight, and its flush-stage times), `histogram` (the cells those times are kept in),
+//! `error`.
 
 pub mod archive_file;
 pub mod batch;
 pub mod error;
 pub mod flush_gate;
+pub mod histogram;
 pub mod index;
 pub mod log;
 pub mod producer_state;

@@ -58,6 +58,15 @@ def test_counters_move_by_what_clients_did(metered):
         assert value(after, "weir_log_high_watermark", topic=topic, partition=p) == 10
         assert value(after, "weir_log_segments", topic=topic, partition=p) == 1
     assert value(after, "weir_produce_batch_bytes_count") - value(before, "weir_produce_batch_bytes_count") == 30
+    # Every produce went through each stage once (one partition payload per request); the
+    # log's stages count flush windows, at least one per durable produce here, since each
+    # produce waited for its acknowledgement before the next was sent.
+    stage = lambda text, name: value(text, "weir_produce_stage_seconds_count", stage=name)
+    for name in ("validate", "hop", "append"):
+        assert stage(after, name) - stage(before, name) == 30, name
+    for name in ("log_queued", "log_gate", "log_write", "log_fdatasync"):
+        assert stage(after, name) - stage(before, name) >= 30, name
+    assert value(after, "weir_produce_stage_seconds_sum", stage="append") > 0
     syncs = sum(value(after, "weir_fsyncs_total", shard=s) - value(before, "weir_fsyncs_total", shard=s) for s in (0, 1))
     assert syncs >= 30, "durable: every acknowledged produce was fdatasync'd"
     assert sum(value(after, "weir_fsync_seconds_total", shard=s) for s in (0, 1)) > 0

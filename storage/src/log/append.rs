@@ -133,6 +133,10 @@ impl PartitionLog {
         );
         active.assigned_size += bytes.len() as u64;
         let segment_base = active.base_offset;
+        if state.pending.is_empty() {
+            // One clock reading per window, not per batch.
+            state.pending_since = Some(std::time::Instant::now());
+        }
         if state
             .pending
             .last()
@@ -180,13 +184,20 @@ impl PartitionLog {
             // Entered before the window is taken: while the shard's other partitions hold
             // the device, this one's window keeps gathering batches for the same fdatasync.
             // A flusher with nothing pending leaves without waiting for the gate.
+            let stages = self.flush_gate.stages();
             let permit = if self.state.borrow().pending.is_empty() {
                 None
             } else {
-                Some(self.flush_gate.enter().await)
+                let waited = std::time::Instant::now();
+                let permit = self.flush_gate.enter().await;
+                stages.gate.observe_duration(waited.elapsed());
+                Some(permit)
             };
             let mut window = {
                 let mut state = self.state.borrow_mut();
+                if let Some(since) = state.pending_since.take() {
+                    stages.queued.observe_duration(since.elapsed());
+                }
                 let spare = std::mem::take(&mut state.spare_pending);
                 std::mem::replace(&mut state.pending, spare)
             };
@@ -278,7 +289,9 @@ impl PartitionLog {
         let started = std::time::Instant::now();
         let result = files.log.fdatasync().await;
         let (count, nanos) = self.sync_stats.get();
-        let elapsed = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        let elapsed = started.elapsed();
+        self.flush_gate.stages().sync.observe_duration(elapsed);
+        let elapsed = elapsed.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.sync_stats
             .set((count + 1, nanos.saturating_add(elapsed)));
         result
@@ -320,10 +333,15 @@ impl PartitionLog {
             // flight); the data's length stays behind for `complete_window`.
             let data = std::mem::take(&mut write.data);
             let len = data.len();
+            let started = std::time::Instant::now();
             write_all(&files.log, &files.log_path, data, write.position).await?;
             write.position += len as u64;
             window_bytes += len;
             self.persist_index(write.segment_base, &files).await?;
+            self.flush_gate
+                .stages()
+                .write
+                .observe_duration(started.elapsed());
             if self.config().flush_on_append {
                 self.timed_sync(&files)
                     .await
@@ -646,6 +664,19 @@ mod tests {
             assert!(
                 windows < 200,
                 "waiting at the gate groups appends: {windows} windows for 200"
+            );
+            // Every window was timed through each stage on the shared gate.
+            let stage_count = |name: &str| {
+                let stages = gate.stages().snapshot();
+                stages.iter().find(|(n, _)| *n == name).unwrap().1.count()
+            };
+            assert_eq!(stage_count("log_queued"), windows);
+            assert_eq!(stage_count("log_gate"), windows);
+            assert_eq!(stage_count("log_write"), windows, "one segment per window");
+            assert_eq!(
+                stage_count("log_fdatasync"),
+                windows,
+                "durable: one sync each"
             );
         });
     }

@@ -142,6 +142,8 @@ struct LogState {
     high_watermark: i64,
     /// Batches assigned offsets but not yet handed to the flusher, one entry per segment.
     pending: Vec<PendingWrite>,
+    /// When the first of the `pending` batches was staged: the flush-stage metric's start.
+    pending_since: Option<std::time::Instant>,
     /// The window list the flusher handed back, kept to be swapped in as the next
     /// `pending` so a window costs no allocation for its list.
     spare_pending: Vec<PendingWrite>,
@@ -210,6 +212,7 @@ impl PartitionLog {
                 log_end_offset,
                 high_watermark: log_end_offset,
                 pending: Vec::new(),
+                pending_since: None,
                 spare_pending: Vec::new(),
                 last_window_bytes: 0,
                 unsynced: Vec::new(),
