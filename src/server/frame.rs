@@ -43,6 +43,10 @@ pub fn frame_len(prefix: [u8; 4], max: u32) -> Result<u32, FrameError> {
 /// connection's read buffer, so reads of a large frame bypass that buffer (no second copy).
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// A frame up to this size gets its whole buffer in one allocation: most produce requests,
+/// with no growth copies. Pages are still touched only as bytes arrive.
+pub const FRAME_BUFFER_FIRST_BYTES: usize = 1024 * 1024;
+
 /// A request frame and the budget it holds; the permit must live as long as the request.
 pub struct Frame {
     pub bytes: Bytes,
@@ -71,9 +75,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Frame { bytes, permit }))
 }
 
-/// Reads `len` bytes into a buffer that stays at most two chunks ahead of what arrived.
+/// Reads `len` bytes into a buffer whose initialized part stays at most two chunks ahead of
+/// what arrived, and whose capacity passes `FRAME_BUFFER_FIRST_BYTES` only as bytes arrive.
 async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, len: usize) -> Result<Bytes, FrameError> {
-    let mut body: Vec<u8> = Vec::new();
+    let mut body: Vec<u8> = Vec::with_capacity(len.min(FRAME_BUFFER_FIRST_BYTES));
     let mut filled = 0;
     while filled < len {
         let ahead = (len - filled).min(READ_CHUNK_BYTES);
