@@ -67,6 +67,11 @@ pub struct Flags {
     /// Largest request frame accepted, in bytes [default: 104857600].
     #[arg(long)]
     pub socket_request_max_bytes: Option<u32>,
+    /// Bytes of requests read and not yet answered, per shard; when spent, connections stop
+    /// reading until requests are answered (Kafka's queued.max.request.bytes, which defaults
+    /// to unbounded) [default: 268435456].
+    #[arg(long)]
+    pub queued_max_request_bytes: Option<u64>,
     /// How long the first rebalance of an empty group waits for more members [default: 3000].
     #[arg(long)]
     pub group_initial_rebalance_delay_ms: Option<u64>,
@@ -120,6 +125,7 @@ pub struct FileConfig {
     pub auto_create_topics_enable: Option<bool>,
     pub num_partitions: Option<i32>,
     pub socket_request_max_bytes: Option<u32>,
+    pub queued_max_request_bytes: Option<u64>,
     pub group_initial_rebalance_delay_ms: Option<u64>,
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
@@ -147,6 +153,8 @@ pub struct Config {
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub socket_request_max_bytes: u32,
+    /// Per shard (`server::budget`).
+    pub queued_max_request_bytes: usize,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -206,6 +214,11 @@ impl Config {
                 reason: format!("{socket_request_max_bytes} is below 1024"),
             });
         }
+        let queued_max_request_bytes = queued_max_request_bytes(
+            flags
+                .queued_max_request_bytes
+                .or(file.queued_max_request_bytes),
+        )?;
         let group_min_session_timeout_ms = flags
             .group_min_session_timeout_ms
             .or(file.group_min_session_timeout_ms)
@@ -293,8 +306,26 @@ impl Config {
                 .unwrap_or(true),
             num_partitions,
             socket_request_max_bytes,
+            queued_max_request_bytes,
         })
     }
+}
+
+/// The per-shard request budget: at least a small-request reserve's worth; no unbounded
+/// setting (Kafka's -1), since the bound is the point.
+fn queued_max_request_bytes(value: Option<u64>) -> Result<usize, ConfigError> {
+    use crate::server::budget::{QUEUED_MAX_REQUEST_BYTES_DEFAULT, QUEUED_MAX_REQUEST_BYTES_MIN};
+    let bytes = value.unwrap_or(QUEUED_MAX_REQUEST_BYTES_DEFAULT);
+    if bytes < QUEUED_MAX_REQUEST_BYTES_MIN {
+        return Err(ConfigError::Invalid {
+            field: "queued_max_request_bytes",
+            reason: format!("{bytes} is below {QUEUED_MAX_REQUEST_BYTES_MIN}"),
+        });
+    }
+    usize::try_from(bytes).map_err(|_| ConfigError::Invalid {
+        field: "queued_max_request_bytes",
+        reason: format!("{bytes} does not fit this platform's address space"),
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -343,6 +374,7 @@ mod tests {
             config.socket_request_max_bytes,
             SOCKET_REQUEST_MAX_BYTES_DEFAULT
         );
+        assert_eq!(config.queued_max_request_bytes, 256 << 20);
     }
 
     #[test]
@@ -385,6 +417,17 @@ mod tests {
         assert!(matches!(
             Config::from_flags(flags),
             Err(ConfigError::Invalid { field: "smp", .. })
+        ));
+        let flags = Flags {
+            queued_max_request_bytes: Some(1000),
+            ..Flags::default()
+        };
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(ConfigError::Invalid {
+                field: "queued_max_request_bytes",
+                ..
+            })
         ));
         let flags = Flags {
             advertised_listener: Some("nohost".into()),

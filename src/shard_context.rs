@@ -35,6 +35,8 @@ pub struct ShardContext {
     pub metrics: crate::metrics::ShardMetrics,
     /// How many of this shard's partitions may flush at once (`--log-flush-concurrency`).
     flush_gate: Rc<FlushGate>,
+    /// Bytes of requests read and not yet answered (`--queued-max-request-bytes`).
+    pub request_budget: Rc<crate::server::budget::RequestBudget>,
 }
 
 impl ShardContext {
@@ -49,6 +51,9 @@ impl ShardContext {
         let flush_depth = std::num::NonZeroUsize::new(config.log_flush_concurrency.unwrap_or(0));
         ShardContext {
             flush_gate: FlushGate::new(flush_depth),
+            request_budget: crate::server::budget::RequestBudget::new(
+                config.queued_max_request_bytes,
+            ),
             shard,
             groups: GroupCoordinator::new(GroupConfig::from_config(&config)),
             metrics: crate::metrics::ShardMetrics::default(),

@@ -166,6 +166,30 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     per_shard(
         &mut text,
         shards,
+        "weir_queued_request_bytes",
+        "gauge",
+        "Bytes of requests read and not yet answered (queued.max.request.bytes in use), per shard; one oversized request may take it past the maximum.",
+        |s| s.queued_request_bytes as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
+        "weir_queued_max_request_bytes",
+        "gauge",
+        "The request budget (queued.max.request.bytes), per shard.",
+        |s| s.queued_max_request_bytes as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
+        "weir_connections_waiting_for_request_budget",
+        "gauge",
+        "Connections not reading their sockets until request budget is free, per shard.",
+        |s| s.connections_waiting_for_budget as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
         "weir_cross_shard_calls_total",
         "counter",
         "Calls a shard made to other shards.",

@@ -20,6 +20,11 @@ pub struct ShardSnapshot {
     pub produce_stages: Vec<(&'static str, HistogramSnapshot)>,
     pub connections_open: u64,
     pub connections_accepted: u64,
+    /// Declared bytes of the requests holding the shard's request budget, its capacity, and
+    /// the connections waiting for it (not reading their sockets).
+    pub queued_request_bytes: u64,
+    pub queued_max_request_bytes: u64,
+    pub connections_waiting_for_budget: u64,
     /// (API key, error code, count) of error codes answered.
     pub errors: Vec<(i16, i16, u64)>,
     /// Flush and sync counts of partitions deleted from this shard.
@@ -92,6 +97,9 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
             .collect(),
         connections_open: m.connections_open.get(),
         connections_accepted: m.connections_accepted.get(),
+        queued_request_bytes: ctx.request_budget.reserved() as u64,
+        queued_max_request_bytes: ctx.request_budget.capacity() as u64,
+        connections_waiting_for_budget: ctx.request_budget.waiting() as u64,
         errors: m
             .errors
             .borrow()

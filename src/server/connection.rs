@@ -5,6 +5,8 @@
 //! Hot path. A request runs as its own task so a slow one (a long-poll fetch, a durable
 //! produce) does not stop the next from being read; the in-flight queue is bounded, so a
 //! client that never reads its responses stops being read from instead of growing memory.
+//! Each request holds its frame's share of the shard's request budget (`budget.rs`) until its
+//! response is written, or, on a closed connection, until its task ends.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
@@ -17,7 +19,8 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
-use super::frame::{read_frame, FrameError};
+use super::budget::RequestPermit;
+use super::frame::{read_frame, Frame, FrameError};
 use super::response::{Response, ResponsePart};
 use super::sendfile::send_file_slice;
 use crate::api::{self, DispatchError};
@@ -31,6 +34,10 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The answer to one request: None for a request that gets no response (acks=0 produce).
 type Answer = Result<Option<Response>, anyhow::Error>;
+/// A request's task: its answer, and the budget its frame holds until the answer is written.
+/// The permit lives in the task, so a request whose connection closed keeps its budget until
+/// it ends (a produce still appending holds the frame and its copy in the pending window).
+type Request = JoinHandle<(Answer, RequestPermit)>;
 
 pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
     let peer = stream
@@ -91,18 +98,19 @@ async fn read_requests(
     ctx: &Rc<ShardContext>,
     host: Rc<str>,
     mut reader: BufReader<ReadHalf<TcpStream>>,
-    queue: LocalSender<JoinHandle<Answer>>,
+    queue: LocalSender<Request>,
 ) -> Result<(), anyhow::Error> {
     let max = ctx.config.socket_request_max_bytes;
     loop {
-        let frame: Bytes = match read_frame(&mut reader, max).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(()),
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return Ok(())
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (frame, permit): (Bytes, RequestPermit) =
+            match read_frame(&mut reader, max, &ctx.request_budget).await {
+                Ok(Some(Frame { bytes, permit })) => (bytes, permit),
+                Ok(None) => return Ok(()),
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e.into()),
+            };
         let frame_head = [
             frame.first().copied().unwrap_or(0),
             frame.get(1).copied().unwrap_or(0),
@@ -120,12 +128,12 @@ async fn read_requests(
                     if let Ok(Some(response)) = &answer {
                         ctx.metrics.count_errors(api_key, &response.error_codes);
                     }
-                    answer
+                    (answer, permit)
                 })
                 .detach()
             }
             Err(DispatchError::Respond(response)) => {
-                glommio::spawn_local(async move { Ok(Some(response)) }).detach()
+                glommio::spawn_local(async move { (Ok(Some(response)), permit) }).detach()
             }
             Err(DispatchError::Close(reason)) => return Err(anyhow::anyhow!(reason)),
         };
@@ -139,13 +147,13 @@ async fn read_requests(
 async fn write_answers(
     mut writer: WriteHalf<TcpStream>,
     fd: RawFd,
-    answers: LocalReceiver<JoinHandle<Answer>>,
+    answers: LocalReceiver<Request>,
 ) -> Result<(), anyhow::Error> {
     while let Some(handle) = answers.recv().await {
-        let answer = handle
+        let (answer, permit) = handle
             .await
-            .ok_or_else(|| anyhow::anyhow!("request task was cancelled"))??;
-        let Some(response) = answer else { continue };
+            .ok_or_else(|| anyhow::anyhow!("request task was cancelled"))?;
+        let Some(response) = answer? else { continue };
         for part in &response.parts {
             match part {
                 ResponsePart::Bytes(bytes) => writer.write_all(bytes).await?,
@@ -157,6 +165,8 @@ async fn write_answers(
                 }
             }
         }
+        // Written: the request's bytes are free (Kafka releases its pool memory here too).
+        drop(permit);
     }
     writer.close().await.ok();
     Ok(())

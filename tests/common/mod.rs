@@ -195,6 +195,11 @@ impl Broker {
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
+
+    /// The broker process's id (for /proc), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for Broker {

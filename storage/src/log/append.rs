@@ -5,6 +5,12 @@
 //! one copy; the flusher turns each window into one io_uring write per segment and one
 //! fdatasync. A write or sync that fails marks the log failed: it must never acknowledge an
 //! append whose bytes may not be on disk, nor take new ones after a failure.
+//!
+//! Memory: every pending byte is the copy of a batch whose `append` has not resolved (it
+//! resolves after its window is written and dropped, for every acks), so the pending windows
+//! are bounded by whatever bounds the appends in flight: the broker's per-shard request
+//! budget. A window's capacity hint reserves address space; pages are touched only as
+//! batches are copied in.
 
 use std::rc::Rc;
 
