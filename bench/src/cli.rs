@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// result as a fraction of them.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub host_limits: bool,
+    /// The broker's Prometheus endpoint (host:port, Weir's --metrics-listen): scraped before
+    /// and after the run to print where the broker spent each produce's time.
+    #[arg(long)]
+    pub broker_metrics: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -66,6 +70,10 @@ pub struct CompareArgs {
     /// Measure host limits once, after the last round.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub host_limits: bool,
+    /// NAME=host:port of a target's Prometheus endpoint (Weir's --metrics-listen), to print
+    /// the broker's produce-stage breakdown of each of its runs.
+    #[arg(long = "broker-metrics", value_parser = parse_target)]
+    pub broker_metrics: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,8 +9,10 @@
 //! Layout: `workload` (what to run) → `runner` (executors, progress) → `producer` /
 //! `consumer` (the hot path) → `stats` (histograms, delivery check) → `report` (table, JSON,
 //! SVG). `compare` runs one workload against several targets; `host_limits` measures the
-//! machine so results can be read as a fraction of what the hardware allows.
+//! machine so results can be read as a fraction of what the hardware allows;
+//! `broker_stages` reads Weir's own produce-stage breakdown from its metrics endpoint.
 
+pub mod broker_stages;
 pub mod cli;
 pub mod client;
 pub mod clock;

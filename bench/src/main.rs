@@ -10,7 +10,7 @@ use weir_bench::cli::{Cli, ClientKind, Command, CommonArgs, CompareArgs, RunArgs
 use weir_bench::clock::unix_now_ms;
 use weir_bench::report::{default_out_dir, table, RunResult};
 use weir_bench::runner::RunOptions;
-use weir_bench::{compare, presets, rdkafka_client, runner, BenchError};
+use weir_bench::{broker_stages, compare, presets, rdkafka_client, runner, BenchError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,9 +56,32 @@ fn run_with_client(client: ClientKind, options: &RunOptions) -> Result<RunResult
     }
 }
 
+/// Runs, and with `metrics` (the broker's Prometheus endpoint) adds the broker's stage
+/// breakdown of the run. A failed scrape is reported and leaves the breakdown out: it must
+/// not throw away the run.
+fn run_observed(
+    client: ClientKind,
+    options: &RunOptions,
+    metrics: Option<&str>,
+) -> Result<RunResult, BenchError> {
+    let scrape = |address: &str| {
+        broker_stages::scrape(address)
+            .map_err(|e| eprintln!("weir-bench: {e}; no broker stage breakdown"))
+            .ok()
+    };
+    let before = metrics.and_then(scrape);
+    let mut result = run_with_client(client, options)?;
+    if let (Some(address), Some(before)) = (metrics, before) {
+        if let Some(after) = scrape(address) {
+            result.broker_stages = broker_stages::between(&before, &after);
+        }
+    }
+    Ok(result)
+}
+
 fn run(args: &RunArgs) -> Result<bool, BenchError> {
     let options = run_options(&args.bootstrap, &args.common, args.host_limits)?;
-    let result = run_with_client(args.common.client, &options)?;
+    let result = run_observed(args.common.client, &options, args.broker_metrics.as_deref())?;
     println!("{}", table::render(&result));
     let dir = args
         .common
@@ -87,7 +110,12 @@ fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
             args.rounds
         );
         let options = run_options(address, &args.common, false)?;
-        let result = run_with_client(args.common.client, &options)?;
+        let metrics = args
+            .broker_metrics
+            .iter()
+            .find(|(target, _)| target == name)
+            .map(|(_, address)| address.as_str());
+        let result = run_observed(args.common.client, &options, metrics)?;
         println!("{}", table::render(&result));
         result.write_to(&dir.join(format!("{name}-round{}", round + 1)))?;
         Ok(result)

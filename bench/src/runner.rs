@@ -425,5 +425,6 @@ fn merge(
         delivery: DeliveryReport::compare(&acked, &consumed, workload.consumers > 0),
         errors: totals,
         host_limits,
+        broker_stages: Vec::new(),
     })
 }

@@ -104,3 +104,31 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, listener: Listener, shutdown: Sh
         .detach();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accept loop polls `accept` again every time the shutdown poll's 20 ms timer wakes
+    /// it. glommio 0.9 pushed a new clone of the task's waker on each poll of a pending
+    /// accept (or any I/O), so an idle broker overflowed the task's i16 reference count after
+    /// ~32k polls, 11 minutes, and panicked (`Waker invariant broken`, issue 16). The vendored
+    /// patch keeps one waker per task; without it this test panics.
+    #[test]
+    fn a_pending_accept_polled_over_and_over_keeps_one_waker() {
+        glommio::LocalExecutor::default().run(async {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).expect("binds");
+            let address = listener.inner.local_addr().expect("bound");
+            let mut accept = Box::pin(listener.inner.accept());
+            for _ in 0..40_000 {
+                assert!(futures::poll!(accept.as_mut()).is_pending());
+            }
+            let client = std::net::TcpStream::connect(address).expect("connects");
+            let accepted = accept.await.expect("accepted");
+            assert_eq!(
+                accepted.peer_addr().expect("peer"),
+                client.local_addr().expect("local")
+            );
+        });
+    }
+}

@@ -39,6 +39,9 @@ pub struct RunResult {
     pub delivery: DeliveryReport,
     pub errors: Errors,
     pub host_limits: Option<HostLimits>,
+    /// The broker's produce stages over the run (`--broker-metrics`; empty without it).
+    #[serde(default)]
+    pub broker_stages: Vec<crate::broker_stages::StageSummary>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -178,6 +181,7 @@ pub mod tests {
             },
             errors: Errors::default(),
             host_limits: None,
+            broker_stages: Vec::new(),
         }
     }
 

@@ -71,6 +71,10 @@ pub fn render(result: &RunResult) -> String {
             result.errors.fetch_errors
         );
     }
+    if !result.broker_stages.is_empty() {
+        let _ = writeln!(out);
+        out.push_str(&crate::broker_stages::render(&result.broker_stages));
+    }
     if let Some(limits) = &result.host_limits {
         let _ = writeln!(out);
         out.push_str(&limits.render_against(result.produce.mb_per_s, result.consume.mb_per_s));

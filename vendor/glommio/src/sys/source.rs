@@ -283,8 +283,16 @@ impl Source {
 
     // adds a waiter to the list. Useful for streams that have many futures waiting
     // on a single I/O source
-    pub(crate) fn add_waiter_many(&self, waker: Waker) {
-        self.inner.borrow_mut().wakers.waiters.push(waker)
+    //
+    // Weir patch: a future polled again while its I/O is pending (inside a `select` woken by
+    // a timer, say) pushed one more clone of the same waker every time; ~32k polls overflowed
+    // the task's i16 reference count and panicked the shard. A task's waker is kept once.
+    pub(crate) fn add_waiter_many(&self, waker: &Waker) {
+        let mut inner = self.inner.borrow_mut();
+        let waiters = &mut inner.wakers.waiters;
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
     }
 
     pub(super) fn is_installed(&self) -> Option<bool> {
@@ -308,7 +316,7 @@ impl Source {
                 return Poll::Ready(result);
             }
 
-            self.add_waiter_many(cx.waker().clone());
+            self.add_waiter_many(cx.waker());
             Poll::Pending
         })
         .await
