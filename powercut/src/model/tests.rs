@@ -185,7 +185,7 @@ fn tear_keeps_a_sector_aligned_prefix_of_the_last_write() {
         assert!(data[..700].iter().all(|&b| b == 1));
         let kept = data.len() as u64 - 700;
         assert!(
-            kept == 0 || data.len() as u64 % SECTOR_BYTES == 0,
+            kept == 0 || (data.len() as u64).is_multiple_of(SECTOR_BYTES),
             "len {}",
             data.len()
         );
