@@ -136,7 +136,7 @@ fn fail_fast_on_panic() {
 pub fn run(mut config: Config) -> anyhow::Result<()> {
     fail_fast_on_panic();
     let fault = fault::from_env()?;
-    std::fs::create_dir_all(&config.data_dir)
+    weir_storage::partition_dir::create_durably(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
@@ -145,6 +145,16 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
     config.log_flush_concurrency = Some(flush_concurrency.map_or(0, |n| n.get()));
     topic_config::set_broker_defaults(config.topic_defaults.clone());
     let image = Arc::new(load_image(&config)?);
+    let tidied = crate::stray_partitions::tidy(&config.data_dir, &image)
+        .context("removing the partitions of deleted topics")?;
+    if tidied.leftover_deletions > 0 || !tidied.strays.is_empty() {
+        tracing::warn!(
+            "finished {} partition removal(s) a crash cut short; removed {} stray partition              director(ies): {:?}",
+            tidied.leftover_deletions,
+            tidied.strays.len(),
+            tidied.strays
+        );
+    }
     let last_shutdown =
         clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;
     tracing::info!(
@@ -368,8 +378,9 @@ async fn open_owned_partitions(
             .filter(move |(_, p)| p.owner_shard as usize == me)
             .map(move |(index, _)| {
                 let (ctx, name, log_config) = (ctx.clone(), topic.name.clone(), log_config.clone());
+                let id = topic.id;
                 async move {
-                    ctx.open_partition_after(&name, index as i32, log_config, last_shutdown)
+                    ctx.open_partition_after(&name, id, index as i32, log_config, last_shutdown)
                         .await
                         .with_context(|| format!("{name}-{index}"))
                 }
