@@ -154,7 +154,8 @@ fn write_topic_id(dir: &Path, topic_id: [u8; 16]) -> Result<(), StorageError> {
     sync_dir(dir)
 }
 
-fn parse_metadata(text: &str) -> Option<[u8; 16]> {
+/// The topic id of a `partition.metadata` file's text; None if it is not one.
+pub fn parse_metadata(text: &str) -> Option<[u8; 16]> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     if lines.next()? != "version: 0" {
         return None;
