@@ -135,6 +135,11 @@ fn fail_fast_on_panic() {
 
 pub fn run(mut config: Config) -> anyhow::Result<()> {
     fail_fast_on_panic();
+    if let Some(cpus) = &config.cpuset {
+        // Before any thread starts: they inherit the mask (io_uring's workers and the
+        // blocking pool too), and the shards pin within it.
+        weir_shard::cpuset::restrict_process_to(cpus).context("--cpuset")?;
+    }
     let fault = fault::from_env()?;
     weir_storage::partition_dir::create_durably(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -178,6 +183,19 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
         count: config.smp,
         ..ShardsConfig::per_core()
     };
+    tracing::info!(
+        "CPUs: {} ({})",
+        weir_shard::cpuset::format_cpu_list(&shards.cpus),
+        if config.smp <= shards.cpus.len() {
+            "shard i pinned to the i-th of them".to_string()
+        } else {
+            format!(
+                "{} shards on {} CPUs: not pinned",
+                config.smp,
+                shards.cpus.len()
+            )
+        }
+    );
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let shard_thread = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
