@@ -135,8 +135,13 @@ fn fail_fast_on_panic() {
 
 pub fn run(mut config: Config) -> anyhow::Result<()> {
     fail_fast_on_panic();
+    if let Some(cpus) = &config.cpuset {
+        // Before any thread starts: they inherit the mask (io_uring's workers and the
+        // blocking pool too), and the shards pin within it.
+        weir_shard::cpuset::restrict_process_to(cpus).context("--cpuset")?;
+    }
     let fault = fault::from_env()?;
-    std::fs::create_dir_all(&config.data_dir)
+    weir_storage::partition_dir::create_durably(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     wait_for_port(config.listen)?;
@@ -145,6 +150,16 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
     config.log_flush_concurrency = Some(flush_concurrency.map_or(0, |n| n.get()));
     topic_config::set_broker_defaults(config.topic_defaults.clone());
     let image = Arc::new(load_image(&config)?);
+    let tidied = crate::stray_partitions::tidy(&config.data_dir, &image)
+        .context("removing the partitions of deleted topics")?;
+    if tidied.leftover_deletions > 0 || !tidied.strays.is_empty() {
+        tracing::warn!(
+            "finished {} partition removal(s) a crash cut short; removed {} stray partition              director(ies): {:?}",
+            tidied.leftover_deletions,
+            tidied.strays.len(),
+            tidied.strays
+        );
+    }
     let last_shutdown =
         clean_shutdown::take(&config.data_dir).context("reading the clean-shutdown marker")?;
     tracing::info!(
@@ -168,6 +183,19 @@ pub fn run(mut config: Config) -> anyhow::Result<()> {
         count: config.smp,
         ..ShardsConfig::per_core()
     };
+    tracing::info!(
+        "CPUs: {} ({})",
+        weir_shard::cpuset::format_cpu_list(&shards.cpus),
+        if config.smp <= shards.cpus.len() {
+            "shard i pinned to the i-th of them".to_string()
+        } else {
+            format!(
+                "{} shards on {} CPUs: not pinned",
+                config.smp,
+                shards.cpus.len()
+            )
+        }
+    );
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let shard_thread = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
@@ -368,8 +396,9 @@ async fn open_owned_partitions(
             .filter(move |(_, p)| p.owner_shard as usize == me)
             .map(move |(index, _)| {
                 let (ctx, name, log_config) = (ctx.clone(), topic.name.clone(), log_config.clone());
+                let id = topic.id;
                 async move {
-                    ctx.open_partition_after(&name, index as i32, log_config, last_shutdown)
+                    ctx.open_partition_after(&name, id, index as i32, log_config, last_shutdown)
                         .await
                         .with_context(|| format!("{name}-{index}"))
                 }

@@ -52,9 +52,13 @@ pub struct Flags {
     /// Directory holding the logs and metadata [default: ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Number of shards (one pinned executor each) [default: all available cores].
+    /// Number of shards (one pinned executor each) [default: one per CPU of the cpuset].
     #[arg(long)]
     pub smp: Option<usize>,
+    /// The CPUs the broker runs on, as a list like `0-3,6`; shards pin to them in order
+    /// [default: the CPUs the process may use (taskset, cgroup cpuset)].
+    #[arg(long)]
+    pub cpuset: Option<String>,
     /// This broker's node id [default: 0].
     #[arg(long)]
     pub node_id: Option<i32>,
@@ -121,6 +125,7 @@ pub struct FileConfig {
     pub advertised_listener: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub smp: Option<usize>,
+    pub cpuset: Option<String>,
     pub node_id: Option<i32>,
     pub auto_create_topics_enable: Option<bool>,
     pub num_partitions: Option<i32>,
@@ -149,6 +154,8 @@ pub struct Config {
     pub advertised_port: i32,
     pub data_dir: PathBuf,
     pub smp: usize,
+    /// `--cpuset`, if given: the process is restricted to these CPUs at start.
+    pub cpuset: Option<Vec<usize>>,
     pub node_id: i32,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
@@ -187,10 +194,20 @@ impl Config {
             .or(file.advertised_listener)
             .unwrap_or_else(|| listen.to_string());
         let (advertised_host, advertised_port) = parse_host_port(&advertised)?;
-        let smp = flags
-            .smp
-            .or(file.smp)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cpuset = match flags.cpuset.as_deref().or(file.cpuset.as_deref()) {
+            Some(list) => Some(weir_shard::cpuset::parse_cpu_list(list).map_err(|e| {
+                ConfigError::Invalid {
+                    field: "cpuset",
+                    reason: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        let smp = flags.smp.or(file.smp).unwrap_or_else(|| {
+            cpuset
+                .as_ref()
+                .map_or_else(|| weir_shard::cpuset::allowed_cpus().len(), Vec::len)
+        });
         if smp == 0 || smp > 1024 {
             return Err(ConfigError::Invalid {
                 field: "smp",
@@ -299,6 +316,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
             smp,
+            cpuset,
             node_id: flags.node_id.or(file.node_id).unwrap_or(0),
             auto_create_topics_enable: flags
                 .auto_create_topics_enable

@@ -29,6 +29,32 @@ pub fn record_batches(data: &[u8]) {
     let _ = weir_storage::validate_produce_batches(data);
 }
 
+/// A produce payload whose batch CRCs are made right first, so mutations get past the CRC to
+/// the header checks and the strict reading of (compressed) records: lying counts, lengths
+/// and varints in a batch a client signed correctly.
+pub fn record_batches_signed(data: &[u8]) {
+    let _ = weir_storage::validate_produce_batches(&signed(data));
+}
+
+/// `data` with the CRC of each batch it frames recomputed.
+fn signed(data: &[u8]) -> Vec<u8> {
+    let mut data = data.to_vec();
+    let mut at = 0;
+    while at + weir_storage::batch::HEADER_BYTES <= data.len() {
+        let length = i32::from_be_bytes([data[at + 8], data[at + 9], data[at + 10], data[at + 11]]);
+        let end = (at + 12)
+            .saturating_add(length.max(0) as usize)
+            .min(data.len());
+        if end < at + 21 {
+            break;
+        }
+        let crc = crc32c::crc32c(&data[at + 21..end]);
+        data[at + 17..at + 21].copy_from_slice(&crc.to_be_bytes());
+        at = end;
+    }
+    data
+}
+
 /// The records inside a stored batch, read with the strict reader the cleaner, ListOffsets
 /// and group load use: no CRC stands in the way, as for bytes that passed produce's check.
 /// The input is `[codec, records_count (4 bytes, big-endian), records section...]`.
@@ -58,6 +84,61 @@ pub fn stored_records(data: &[u8]) {
 /// The metadata snapshot file read at start.
 pub fn metadata_snapshot(data: &[u8]) {
     let _ = crate::metadata::snapshot::decode(data);
+}
+
+/// The files of a partition directory read at open, after a crash or a power cut left them
+/// as it did: the first byte picks the decoder (`StoredFile`), the rest is the file.
+pub fn stored_files(data: &[u8]) {
+    let Some((&kind, file)) = data.split_first() else {
+        return;
+    };
+    match StoredFile::from_byte(kind) {
+        StoredFile::ProducerSnapshot => {
+            let _ = weir_storage::producer_state::snapshot::decode(file);
+        }
+        StoredFile::RecoveryCheckpoint => {
+            let _ = weir_storage::log::RecoveryCheckpoint::decode(file);
+        }
+        StoredFile::OffsetIndex => {
+            // The log's size bounds the positions an index may name: take it from the input.
+            let (size, index) = file.split_at(file.len().min(8));
+            let mut log_size = [0u8; 8];
+            log_size[..size.len()].copy_from_slice(size);
+            let _ = weir_storage::index::OffsetIndex::decode(index, u64::from_be_bytes(log_size));
+        }
+        StoredFile::TimeIndex => {
+            let _ = weir_storage::index::TimeIndex::decode(file);
+        }
+        StoredFile::PartitionMetadata => {
+            if let Ok(text) = std::str::from_utf8(file) {
+                let _ = weir_storage::partition_dir::parse_metadata(text);
+            }
+        }
+    }
+}
+
+/// The stored files `stored_files` decodes.
+#[derive(Clone, Copy, Debug)]
+pub enum StoredFile {
+    ProducerSnapshot,
+    RecoveryCheckpoint,
+    OffsetIndex,
+    TimeIndex,
+    PartitionMetadata,
+}
+
+impl StoredFile {
+    pub const ALL: [StoredFile; 5] = [
+        StoredFile::ProducerSnapshot,
+        StoredFile::RecoveryCheckpoint,
+        StoredFile::OffsetIndex,
+        StoredFile::TimeIndex,
+        StoredFile::PartitionMetadata,
+    ];
+
+    fn from_byte(byte: u8) -> StoredFile {
+        StoredFile::ALL[usize::from(byte) % StoredFile::ALL.len()]
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +267,84 @@ mod tests {
             seeds.push(seed);
         }
         run(stored_records, &seeds, 50_000);
+        // The same records as whole signed produce batches, each codec.
+        let produce_seeds: Vec<Vec<u8>> = seeds
+            .iter()
+            .map(|seed| {
+                let mut whole = batch[..61].to_vec();
+                whole[21..23].copy_from_slice(&i16::from(seed[0]).to_be_bytes());
+                whole.extend_from_slice(&seed[5..]);
+                let length = (whole.len() - 12) as i32;
+                whole[8..12].copy_from_slice(&length.to_be_bytes());
+                whole
+            })
+            .collect();
+        for seed in &produce_seeds {
+            let codec = seed[22];
+            assert!(
+                weir_storage::validate_produce_batches(&signed(seed)).is_ok(),
+                "codec {codec}: the unmutated seed is a valid batch"
+            );
+        }
+        run(record_batches_signed, &produce_seeds, 50_000);
+    }
+
+    #[test]
+    fn stored_file_decoding_never_panics() {
+        use weir_storage::index::{OffsetIndex, TimeIndex};
+        use weir_storage::log::{LogPoint, RecoveryCheckpoint};
+        use weir_storage::producer_state::{snapshot, ProducerStateMap};
+        let mut producers = ProducerStateMap::default();
+        let mut header = weir_storage::parse_header(&crate::plain_batch::encode_batch(
+            vec![(None, Some(Bytes::from_static(b"v")))],
+            1,
+        ))
+        .unwrap();
+        (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+        ) = (9, 0, 0);
+        producers.record(&header, 1);
+        let checkpoint = RecoveryCheckpoint {
+            point: LogPoint {
+                segment_base: 0,
+                position: 4096,
+                next_offset: 40,
+            },
+            index_entries: 1,
+            time_index_entries: 1,
+        };
+        let mut index = OffsetIndex::default();
+        index.push(3, 100);
+        index.push(7, 900);
+        let mut offset_index = 4096u64.to_be_bytes().to_vec();
+        offset_index.extend(index.encode_from(0));
+        let mut time_index = TimeIndex::default();
+        time_index.maybe_push(1_000, 3);
+        time_index.maybe_push(2_000, 7);
+        let files: [(StoredFile, Vec<u8>); 5] = [
+            (
+                StoredFile::ProducerSnapshot,
+                snapshot::encode(&producers, 1),
+            ),
+            (StoredFile::RecoveryCheckpoint, checkpoint.encode()),
+            (StoredFile::OffsetIndex, offset_index),
+            (StoredFile::TimeIndex, time_index.encode_from(0)),
+            (
+                StoredFile::PartitionMetadata,
+                b"version: 0\ntopic_id: MDEyMzQ1Njc4OWFiY2RlZg\n".to_vec(),
+            ),
+        ];
+        let seeds: Vec<Vec<u8>> = files
+            .into_iter()
+            .map(|(kind, file)| {
+                let mut seed = vec![kind as u8];
+                seed.extend(file);
+                seed
+            })
+            .collect();
+        run(stored_files, &seeds, 100_000);
     }
 
     #[test]

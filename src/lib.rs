@@ -23,3 +23,4 @@ pub mod retention;
 pub mod server;
 pub mod shard_context;
 pub mod shutdown;
+pub mod stray_partitions;

@@ -105,10 +105,11 @@ impl ShardContext {
     pub async fn open_partition(
         &self,
         topic: &str,
+        topic_id: [u8; 16],
         partition: i32,
         config: LogConfig,
     ) -> Result<(), StorageError> {
-        self.open_partition_after(topic, partition, config, LastShutdown::Unclean)
+        self.open_partition_after(topic, topic_id, partition, config, LastShutdown::Unclean)
             .await
     }
 
@@ -116,6 +117,7 @@ impl ShardContext {
     pub async fn open_partition_after(
         &self,
         topic: &str,
+        topic_id: [u8; 16],
         partition: i32,
         config: LogConfig,
         last: LastShutdown,
@@ -127,13 +129,15 @@ impl ShardContext {
             self.shard.id(),
             "a partition's log is opened only by its owner shard"
         );
-        let log = PartitionLog::open_after(
-            self.partition_dir(topic, partition),
-            config,
-            last,
-            self.flush_gate.clone(),
-        )
-        .await?;
+        let dir = self.partition_dir(topic, partition);
+        // Names the directory for this topic (durably) before its log opens, so a directory
+        // left by a deleted topic of the same name is never adopted. Blocking syscalls, once
+        // per partition: off the reactor.
+        let claimed = dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || weir_storage::partition_dir::claim(&claimed, topic_id))
+            .await?;
+        let log = PartitionLog::open_after(dir, config, last, self.flush_gate.clone()).await?;
         self.partitions
             .borrow_mut()
             .entry(topic.to_owned())

@@ -80,9 +80,14 @@ pub struct CompareArgs {
 pub struct CommonArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// Cores (pinned executors) for the native client; default: all available.
+    /// Cores (pinned executors) for the native client; default: one per CPU of the cpuset.
     #[arg(long)]
     pub cores: Option<usize>,
+    /// The CPUs weir-bench runs on, as a list like `2-3`: every thread of it, the client
+    /// library's too. Give the broker the others (`weir --cpuset 0-1`) so that the two do not
+    /// share cores by accident [default: the CPUs the process may use].
+    #[arg(long)]
+    pub cpuset: Option<String>,
     #[arg(long, value_enum, default_value_t = ClientKind::Native)]
     pub client: ClientKind,
     /// Directory for result.json and the plots (default ./bench-results/<timestamp>).
@@ -210,11 +215,19 @@ impl WorkloadArgs {
 
 impl CommonArgs {
     pub fn cores(&self) -> usize {
-        self.cores.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        self.cores
+            .unwrap_or_else(|| weir_shard::cpuset::allowed_cpus().len().max(1))
+    }
+
+    /// Restricts the process to `--cpuset`, if given. Before any client thread starts.
+    pub fn apply_cpuset(&self) -> Result<(), BenchError> {
+        let Some(list) = &self.cpuset else {
+            return Ok(());
+        };
+        let cpus = weir_shard::cpuset::parse_cpu_list(list)
+            .map_err(|e| BenchError::Config(format!("--cpuset: {e}")))?;
+        weir_shard::cpuset::restrict_process_to(&cpus)
+            .map_err(|e| BenchError::Config(format!("--cpuset: {e}")))
     }
 
     pub fn host_limits_options(&self) -> HostLimitsOptions {

@@ -39,6 +39,7 @@ fn run_options(
     common: &CommonArgs,
     host_limits: bool,
 ) -> Result<RunOptions, BenchError> {
+    common.apply_cpuset()?;
     Ok(RunOptions {
         bootstrap: bootstrap.to_string(),
         workload: common.workload.resolve()?,

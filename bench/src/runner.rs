@@ -91,6 +91,8 @@ pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
     // cores they get a core each.
     let producers_count = producer_plans.len();
     let core_of = |task: usize| task % cores;
+    // Pinned within the process's mask (`--cpuset`, taskset), never to CPU `i` regardless.
+    let cpus = weir_shard::cpuset::allowed_cpus();
     for core in 0..cores {
         let producers: Vec<ProducerPlan> = (0..producer_plans.len())
             .filter(|&i| core_of(i) == core)
@@ -101,7 +103,11 @@ pub fn run(options: &RunOptions) -> Result<RunResult, BenchError> {
             .map(|i| consumer_plans[i].clone())
             .collect();
         let live = live.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+        let placement = match cpus.get(core % cpus.len().max(1)) {
+            Some(&cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
+        };
+        let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("weir-bench-{core}"))
             .spawn(move || run_core(producers, consumers, live))
             .map_err(|e| {

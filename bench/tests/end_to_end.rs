@@ -122,3 +122,28 @@ fn every_codec_is_stored_compressed_and_read_back_exactly() {
         );
     }
 }
+
+#[test]
+fn cpuset_keeps_the_load_generator_on_the_cpus_given() {
+    // The last CPU for the bench: on a 2-CPU host the broker keeps the other one.
+    let allowed = weir_shard::cpuset::allowed_cpus();
+    let cpu = allowed.last().expect("a CPU").to_string();
+    let broker = Broker::start();
+    let result = bench(
+        &broker,
+        &[
+            "--cpuset",
+            &cpu,
+            "--partitions",
+            "2",
+            "--rate",
+            "500",
+            "--duration-s",
+            "1",
+            "--warmup-s",
+            "0",
+        ],
+    );
+    assert_eq!(result.cores, 1, "one executor per CPU of the cpuset");
+    assert!(result.delivery.exactly_once, "{:?}", result.delivery);
+}

@@ -18,6 +18,8 @@ use futures::channel::oneshot;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorBuilder, Placement};
 
+pub mod cpuset;
+
 /// Index of a shard, `0..count`.
 pub type ShardId = usize;
 
@@ -165,15 +167,21 @@ pub struct Receivers<S: 'static>(
 #[derive(Clone, Debug)]
 pub struct ShardsConfig {
     pub count: usize,
-    /// Pin shard `i` to CPU `i`. Off when there are more shards than CPUs.
+    /// Pin shard `i` to the `i`-th CPU of `cpus`. Off when there are more shards than CPUs.
     pub pin: bool,
+    /// The CPUs shards may be pinned to, ascending: the process's affinity mask.
+    pub cpus: Vec<usize>,
 }
 
 impl ShardsConfig {
-    /// One shard per available core, pinned.
+    /// One shard per CPU the process may run on, pinned.
     pub fn per_core() -> Self {
-        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
-        ShardsConfig { count, pin: true }
+        let cpus = cpuset::allowed_cpus();
+        ShardsConfig {
+            count: cpus.len(),
+            pin: true,
+            cpus,
+        }
     }
 }
 
@@ -186,13 +194,12 @@ where
     F: Fn(Rc<Shard<S>>, Receivers<S>) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = config.pin && config.count <= cpus;
+    let pin = config.pin && config.count <= config.cpus.len();
     let mesh: MeshBuilder<Job<S>, _> = MeshBuilder::full(config.count, MESH_CHANNEL_DEPTH);
     let mut handles = Vec::with_capacity(config.count);
     for id in 0..config.count {
         let placement = if pin {
-            Placement::Fixed(id)
+            Placement::Fixed(config.cpus[id])
         } else {
             Placement::Unbound
         };
@@ -247,6 +254,7 @@ mod tests {
         let config = ShardsConfig {
             count: 3,
             pin: false,
+            cpus: Vec::new(),
         };
         let finished = done.clone();
         run(&config, move |shard: Rc<Shard<Counter>>, receivers| {
@@ -301,6 +309,7 @@ mod tests {
         let config = ShardsConfig {
             count: 2,
             pin: false,
+            cpus: Vec::new(),
         };
         let counted = served.clone();
         run(&config, move |shard: Rc<Shard<Counter>>, receivers| {

@@ -276,6 +276,7 @@ pub async fn create_partitions(
                 });
                 opens.push(PartitionLogChange {
                     topic: request.topic.clone(),
+                    topic_id: topic.id,
                     partition,
                     owner_shard: shard,
                     log_config: log_config.clone(),
@@ -480,6 +481,7 @@ fn validate_assignments(
 #[derive(Clone, Debug)]
 struct PartitionLogChange {
     topic: String,
+    topic_id: [u8; 16],
     partition: i32,
     owner_shard: usize,
     log_config: LogConfig,
@@ -505,6 +507,7 @@ fn partitions_of(topic: &TopicMeta) -> impl Iterator<Item = PartitionLogChange> 
         .enumerate()
         .map(move |(index, placement)| PartitionLogChange {
             topic: topic.name.clone(),
+            topic_id: topic.id,
             partition: index as i32,
             owner_shard: placement.owner_shard as usize,
             log_config: log_config.clone(),
@@ -554,12 +557,17 @@ async fn apply_to_owners(
             move |owner: Rc<ShardContext>| async move {
                 let PartitionLogChange {
                     topic,
+                    topic_id,
                     partition,
                     log_config,
                     ..
                 } = change;
                 let result = match action {
-                    LogAction::Open => owner.open_partition(&topic, partition, log_config).await,
+                    LogAction::Open => {
+                        owner
+                            .open_partition(&topic, topic_id, partition, log_config)
+                            .await
+                    }
                     LogAction::Delete => owner.delete_partition(&topic, partition).await,
                     LogAction::Reconfigure => {
                         owner.reconfigure_partition(&topic, partition, log_config);

@@ -9,7 +9,8 @@
 //! Where things are: `batch` (the v2 batch format, produce validation), `records` (the one
 //! strict reader of the records inside a batch), `index` (the sparse `.index`/`.timeindex`),
 //! `segment` (one segment's files and scan), `log` (the partition log: `append`, `read`,
-//! `recovery`, `retention`, `compaction`), `flush_gate` (a shard's limit on flushes in
+//! `recovery`, `retention`, `compaction`), `partition_dir` (a partition directory's topic id,
+//! durable creation and removal), `flush_gate` (a shard's limit on flushes in
 //! flight, and its flush-stage times), `histogram` (the cells those times are kept in),
 //! `error`.
 
@@ -20,6 +21,7 @@ pub mod flush_gate;
 pub mod histogram;
 pub mod index;
 pub mod log;
+pub mod partition_dir;
 pub mod producer_state;
 pub mod records;
 pub mod segment;

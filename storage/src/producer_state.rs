@@ -42,7 +42,7 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Oldest first; at most `BATCHES_PER_PRODUCER`.
     pub batches: VecDeque<ProducerBatch>,
-    /// Max timestamp of its last batch: what expiry is measured from.
+    /// When it last appended, on the broker's clock (ms): what expiry is measured from.
     pub last_timestamp: i64,
 }
 
@@ -141,8 +141,12 @@ impl ProducerStateMap {
         Ok(SequenceCheck::Append)
     }
 
-    /// Records a batch appended at its (stamped) base offset.
-    pub fn record(&mut self, header: &BatchHeader) {
+    /// Records a batch appended (or replayed from the log) at its stamped base offset, at
+    /// `now_ms` on the broker's clock. Expiry goes by that clock, not by the batch's
+    /// timestamps: a client's timestamps (MirrorMaker keeps the source's, a backfill writes
+    /// old ones) say nothing about when the producer was last active, and a producer taken
+    /// for expired loses its deduplication, so its retry would be stored twice.
+    pub fn record(&mut self, header: &BatchHeader, now_ms: i64) {
         if header.producer_id <= NO_PRODUCER_ID {
             return;
         }
@@ -158,7 +162,7 @@ impl ProducerStateMap {
             .or_insert_with(|| ProducerEntry {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER),
-                last_timestamp: header.max_timestamp,
+                last_timestamp: now_ms,
             });
         if header.producer_epoch != entry.epoch {
             // A new epoch starts a new sequence: the old epoch's batches are no retries.
@@ -169,14 +173,14 @@ impl ProducerStateMap {
             entry.batches.pop_front();
         }
         entry.batches.push_back(batch);
-        entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
+        entry.last_timestamp = entry.last_timestamp.max(now_ms);
         if self.producers.len() > PRODUCERS_MAX {
             // A tenth at once, so the sort this costs is paid once per many new producers.
             self.forget_longest_silent(self.producers.len() - PRODUCERS_MAX * 9 / 10);
         }
     }
 
-    /// Forgets producers whose last batch is older than `PRODUCER_ID_EXPIRATION_MS`.
+    /// Forgets producers that appended nothing for `PRODUCER_ID_EXPIRATION_MS`.
     pub fn expire(&mut self, now_ms: i64) {
         let horizon = now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS);
         self.producers.retain(|_, e| e.last_timestamp >= horizon);
@@ -187,6 +191,18 @@ impl ProducerStateMap {
     pub fn truncate_head(&mut self, log_start_offset: i64) {
         self.producers.retain(|_, e| {
             e.batches.retain(|b| b.last_offset >= log_start_offset);
+            !e.batches.is_empty()
+        });
+    }
+
+    /// Forgets what refers to offsets at or past `end`. A snapshot is encoded a moment after
+    /// its end offset is chosen, so it can hold batches assigned after `end` that a crash
+    /// then lost; kept, they would answer the producer's retry of a lost batch as a
+    /// duplicate, acknowledging a write the log does not have. The replay from `end`
+    /// records again whatever of them survived.
+    pub fn truncate_tail(&mut self, end: i64) {
+        self.producers.retain(|_, e| {
+            e.batches.retain(|b| b.last_offset < end);
             !e.batches.is_empty()
         });
     }
@@ -312,7 +328,7 @@ mod tests {
 
     fn appended(map: &mut ProducerStateMap, h: BatchHeader) {
         assert_eq!(map.check(&[h]), Ok(SequenceCheck::Append), "{h:?}");
-        map.record(&h);
+        map.record(&h, h.max_timestamp);
     }
 
     #[test]
@@ -408,14 +424,36 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_forgets_batches_past_its_end() {
+        let mut map = ProducerStateMap::default();
+        map.record(&header(1, 0, 0, 2, 0), 0); // offsets 0..=1
+        map.record(&header(1, 0, 2, 1, 2), 0); // offset 2, past a snapshot end of 2
+        map.record(&header(2, 0, 0, 1, 3), 0); // only past the end
+        map.truncate_tail(2);
+        assert_eq!(map.len(), 1);
+        let retry = [header(1, 0, 2, 1, -1)];
+        assert_eq!(
+            map.check(&retry),
+            Ok(SequenceCheck::Append),
+            "the lost batch is written again, not answered as a duplicate"
+        );
+        assert_eq!(
+            map.check(&[header(1, 0, 0, 2, -1)])
+                .map(|c| matches!(c, SequenceCheck::Duplicate { .. })),
+            Ok(true)
+        );
+    }
+
+    #[test]
     fn expiry_truncation_and_the_size_bound_forget_producers() {
         let mut map = ProducerStateMap::default();
+        // The batches' own timestamps do not matter: the broker's clock at append does.
         let mut old = header(1, 0, 0, 1, 0);
-        old.max_timestamp = 0;
-        map.record(&old);
+        old.max_timestamp = PRODUCER_ID_EXPIRATION_MS * 9;
+        map.record(&old, 0);
         let mut new = header(2, 0, 0, 1, 5);
-        new.max_timestamp = PRODUCER_ID_EXPIRATION_MS + 10;
-        map.record(&new);
+        new.max_timestamp = 0;
+        map.record(&new, PRODUCER_ID_EXPIRATION_MS + 10);
         map.expire(PRODUCER_ID_EXPIRATION_MS + 5);
         assert!(map.get(1).is_none() && map.get(2).is_some());
         map.truncate_head(6);
@@ -423,7 +461,7 @@ mod tests {
         for id in 0..(PRODUCERS_MAX as i64 + 3) {
             let mut h = header(id, 0, 0, 1, id);
             h.max_timestamp = id;
-            map.record(&h);
+            map.record(&h, h.max_timestamp);
         }
         assert_eq!(
             map.len(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod requests;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -61,14 +63,14 @@ impl Broker {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args([
-                "--listen",
-                &self.addr.to_string(),
-                "--smp",
-                "2",
-                "--data-dir",
-            ])
+            .args(["--listen", &self.addr.to_string(), "--data-dir"])
             .arg(self.data_dir.path().join("data"))
+            // Two shards unless a test asks otherwise: cross-shard paths are always exercised.
+            .args(if extra.contains(&"--smp") {
+                &[][..]
+            } else {
+                &["--smp", "2"][..]
+            })
             // Metrics on an ephemeral port unless a test asks for one: parallel tests' brokers
             // must not collide on the default 9644.
             .args(if extra.contains(&"--metrics-listen") {

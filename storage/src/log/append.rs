@@ -392,12 +392,7 @@ impl PartitionLog {
         }
         let files = Rc::new(SegmentFiles::open(&self.dir, base).await?);
         // The new file's directory entry must survive a crash before its data is acknowledged.
-        let dir = glommio::io::Directory::open(&self.dir)
-            .await
-            .map_err(StorageError::glommio("opening", &self.dir))?;
-        dir.sync()
-            .await
-            .map_err(StorageError::glommio("syncing", &self.dir))?;
+        super::recovery::sync_dir(&self.dir).await?;
         let mut state = self.state.borrow_mut();
         if let Some(segment) = state.segments.iter_mut().find(|s| s.base_offset == base) {
             segment.files = Some(files.clone());
@@ -476,11 +471,11 @@ impl PartitionLog {
         // Long polls on this partition have nothing more to wait for.
         self.waiters.wake_all();
         let dir = self.dir.clone();
-        // Removing a directory tree is a burst of blocking syscalls: off the reactor.
+        // Removing a directory tree is a burst of blocking syscalls: off the reactor. A
+        // durable rename to a `-delete` name first, so a crash never leaves a partial
+        // directory under the name a new topic would take.
         glommio::executor()
-            .spawn_blocking(move || {
-                std::fs::remove_dir_all(&dir).map_err(StorageError::io("removing", &dir))
-            })
+            .spawn_blocking(move || crate::partition_dir::remove(&dir))
             .await
     }
 }

@@ -52,7 +52,7 @@ impl PartitionLog {
         flush_gate: Rc<FlushGate>,
     ) -> Result<Rc<Self>, StorageError> {
         // Plain syscalls: once per partition, at creation or start, never on the data path.
-        std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
+        crate::partition_dir::create_durably(&dir)?;
         super::compaction::remove_leftovers(&dir)?;
         let bases = list_segments(&dir)?;
         let on_file = checkpoint::read(&dir)?;
@@ -80,12 +80,19 @@ impl PartitionLog {
             };
             segments.push(segment);
         }
+        let checkpoint = super::retention::read_log_start_checkpoint(&dir)?;
         if segments.is_empty() {
-            let mut active = Segment::new(0);
-            active.files = Some(Rc::new(SegmentFiles::open(&dir, 0).await?));
+            // A log whose every segment went (retention rolled and deleted them) starts again
+            // where its start checkpoint says, never back at 0, which would hand out
+            // offsets consumers have already read.
+            let base = checkpoint.unwrap_or(0).max(0);
+            let mut active = Segment::new(base);
+            active.files = Some(Rc::new(SegmentFiles::open(&dir, base).await?));
+            // The new files' names must be durable before the first write to them is
+            // acknowledged; a roll does the same for the segments after this one.
+            sync_dir(&dir).await?;
             segments.push(active);
         }
-        let checkpoint = super::retention::read_log_start_checkpoint(&dir)?;
         let log = PartitionLog::new(dir, config, segments, flush_gate);
         log.recovery_opened(recovered, on_file, last == LastShutdown::Clean);
         if let Some(start) = checkpoint {
@@ -113,6 +120,17 @@ fn trace_recovery(dir: &Path, report: &RecoveryReport) {
         report.bytes_checked,
         report.bytes_truncated
     );
+}
+
+/// fsync of the directory through io_uring, so the reactor does not block on it.
+pub(super) async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let handle = glommio::io::Directory::open(dir)
+        .await
+        .map_err(StorageError::glommio("opening", dir))?;
+    handle
+        .sync()
+        .await
+        .map_err(StorageError::glommio("syncing", dir))
 }
 
 /// Offsets of the segment files in `dir`, sorted.
@@ -471,6 +489,25 @@ mod tests {
     use crate::error::StorageError;
     use crate::flush_gate::FlushGate;
     use crate::segment;
+
+    #[test]
+    fn a_log_whose_segments_all_went_starts_at_its_start_checkpoint_not_at_zero() {
+        run(|dir| async move {
+            // What a crash leaves after retention deleted every segment and before the new
+            // empty one's name reached the disk: the start checkpoint alone.
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("log-start-offset"), "42").unwrap();
+            let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                .await
+                .unwrap();
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (42, 42));
+            let next = log.append(&batch(&[b"after"], 1)).await.unwrap();
+            assert_eq!(
+                next.base_offset, 42,
+                "offsets already handed out are not reused"
+            );
+        });
+    }
 
     #[test]
     fn after_a_clean_shutdown_the_active_segment_is_loaded_from_its_indexes() {
