@@ -30,6 +30,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a new topic's partitions to have leaders.
 const LEADERS_WAIT: Duration = Duration::from_secs(15);
 
+/// One partition's answer to ListOffsets: its offset, or the broker's error code.
+type PartitionOffset = Result<i64, i16>;
+
 pub struct AdminClient {
     stream: TcpStream,
     addr: String,
@@ -202,7 +205,7 @@ impl AdminClient {
         &mut self,
         topic: &str,
         partitions: &[i32],
-    ) -> Result<Vec<(i32, Result<i64, i16>)>, BenchError> {
+    ) -> Result<Vec<(i32, PartitionOffset)>, BenchError> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()
