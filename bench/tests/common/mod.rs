@@ -21,7 +21,7 @@ pub struct Broker {
     data_dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -109,12 +109,18 @@ impl Drop for Broker {
 
 /// Runs `weir-bench run` against the broker and returns the parsed result.json.
 pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
+    bench_at(&broker.addr.to_string(), &|| broker.log(), args)
+}
+
+/// Runs `weir-bench run` against any broker at `addr` (`broker_log` for failure messages),
+/// checks it succeeded with every message delivered exactly once, and returns the result.
+pub fn bench_at(addr: &str, broker_log: &dyn Fn() -> String, args: &[&str]) -> RunResult {
     let out = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
         .args([
             "run",
             "--bootstrap",
-            &broker.addr.to_string(),
+            addr,
             "--host-limits",
             "false",
             "--quiet",
@@ -124,23 +130,32 @@ pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
         .args(args)
         .output()
         .expect("weir-bench runs");
+    check_output(&output, out.path(), broker_log)
+}
+
+/// The checks of `bench_at` on a finished `weir-bench run` that wrote into `out`.
+pub fn check_output(
+    output: &std::process::Output,
+    out: &std::path::Path,
+    broker_log: &dyn Fn() -> String,
+) -> RunResult {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "weir-bench failed: {}\n{stdout}\n{}\nbroker log:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
-        broker.log()
+        broker_log()
     );
     assert!(
         stdout.contains("every acknowledged message consumed exactly once"),
         "{stdout}"
     );
     for plot in ["latency-percentiles.svg", "over-time.svg"] {
-        let svg = std::fs::read_to_string(out.path().join(plot)).expect("plot written");
+        let svg = std::fs::read_to_string(out.join(plot)).expect("plot written");
         assert!(svg.starts_with("<svg"), "{plot}");
     }
-    let json = std::fs::read_to_string(out.path().join("result.json")).expect("result.json");
+    let json = std::fs::read_to_string(out.join("result.json")).expect("result.json");
     RunResult::from_json(&json).expect("result.json parses")
 }
 
