@@ -50,6 +50,11 @@ fn weir_binary() -> PathBuf {
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Like `start`, with more flags for the broker.
+    pub fn start_with(extra: &[&str]) -> Broker {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
@@ -66,6 +71,7 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(data_dir.path().join("data"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -90,6 +96,26 @@ impl Broker {
     /// Where the broker keeps its partitions (`<topic>-<partition>/` as Kafka lays them out).
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory of the broker process, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
     }
 
     pub fn log(&self) -> String {
