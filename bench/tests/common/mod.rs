@@ -140,9 +140,13 @@ pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
 
 /// Runs `weir-bench run` against any broker at `addr` (`broker_log` for failure messages),
 /// checks it succeeded with every message delivered exactly once, and returns the result.
+/// A run that outlives its `--duration-s` by `BENCH_GRACE` is killed and fails the test, so a
+/// hang shows as a failure with the broker's log rather than a CI job that never ends.
 pub fn bench_at(addr: &str, broker_log: &dyn Fn() -> String, args: &[&str]) -> RunResult {
     let out = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+    let stdout_path = out.path().join("stdout");
+    let stderr_path = out.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
         .args([
             "run",
             "--bootstrap",
@@ -154,10 +158,45 @@ pub fn bench_at(addr: &str, broker_log: &dyn Fn() -> String, args: &[&str]) -> R
         ])
         .arg(out.path())
         .args(args)
-        .output()
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
         .expect("weir-bench runs");
+    let duration_s: u64 = args
+        .iter()
+        .position(|&a| a == "--duration-s")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(duration_s) + BENCH_GRACE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("weir-bench waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "weir-bench {args:?} still running {BENCH_GRACE:?} past its duration: killed\n\
+                 {}\n{}\nbroker log:\n{}",
+                std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+                std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                broker_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout_path).expect("stdout"),
+        stderr: std::fs::read(&stderr_path).expect("stderr"),
+    };
     check_output(&output, out.path(), broker_log)
 }
+
+/// How long past its measured duration a run may take: warm-up, topic creation, the drain
+/// and the verifying consumers, with room for a loaded 2-core CI machine.
+const BENCH_GRACE: Duration = Duration::from_secs(120);
 
 /// The checks of `bench_at` on a finished `weir-bench run` that wrote into `out`.
 pub fn check_output(
