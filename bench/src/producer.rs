@@ -487,25 +487,38 @@ impl Producer {
         }
     }
 
+    /// Closes the batches whose linger is over, but only on lanes with a request slot free.
+    /// While a lane has `max_in_flight` requests unanswered its batches stay open and keep
+    /// growing up to `batch_bytes`, as in Kafka's accumulator, where a batch is drained when
+    /// the sender can send it. Closing them on time regardless queued one tiny batch per
+    /// partition per linger: a keyed fixed-rate load then became many small requests, each
+    /// waiting on every partition's flush, the client fell further behind the broker the
+    /// longer it ran (p50 5 ms to 3 s at 20,000 msg/s over 16 partitions), and the time was
+    /// spent in this queue, outside every broker stage.
     fn close_lingering(&mut self, now_ns: u64) {
         let linger_ns = self.plan.workload.linger_ms * 1_000_000;
         for partition in 0..self.open.len() {
             let batch = &self.open[partition];
-            if !batch.builder.is_empty() && now_ns >= batch.opened_ns + linger_ns {
+            if !batch.builder.is_empty()
+                && now_ns >= batch.opened_ns + linger_ns
+                && self.lane_has_room(self.lane_of[partition])
+            {
                 self.close(partition);
             }
         }
+    }
+
+    /// Whether the lane may send another request now.
+    fn lane_has_room(&self, lane_index: usize) -> bool {
+        self.lanes[lane_index].in_flight.borrow().len() < self.plan.workload.max_in_flight as usize
     }
 
     /// Sends ready batches on every lane with room in flight: one request per lane at a
     /// time, at most one batch per partition per request (as Kafka's sender does).
     async fn send_ready(&mut self) -> Result<(), BenchError> {
         self.requeue_due_retries(monotonic_now_ns());
-        let max_in_flight = self.plan.workload.max_in_flight as usize;
         for lane_index in 0..self.lanes.len() {
-            while !self.lanes[lane_index].ready.is_empty()
-                && self.lanes[lane_index].in_flight.borrow().len() < max_in_flight
-            {
+            while !self.lanes[lane_index].ready.is_empty() && self.lane_has_room(lane_index) {
                 self.send_one(lane_index).await?;
             }
         }
@@ -544,12 +557,18 @@ impl Producer {
 
     async fn send_one(&mut self, lane_index: usize) -> Result<(), BenchError> {
         let lane = &mut self.lanes[lane_index];
+        // The oldest ready batch of each partition: a partition's later batches wait for the
+        // next request (keeping its order), and do not stop other partitions' batches from
+        // joining this one.
         let mut batches: Vec<SentBatch> = Vec::new();
-        while let Some(front) = lane.ready.front() {
-            if batches.iter().any(|b| b.partition == front.partition) {
-                break;
+        let mut index = 0;
+        while index < lane.ready.len() {
+            let partition = lane.ready[index].partition;
+            if batches.iter().any(|b| b.partition == partition) {
+                index += 1;
+            } else {
+                batches.extend(lane.ready.remove(index));
             }
-            batches.extend(lane.ready.pop_front());
         }
         let request = ProduceRequest::default()
             .with_acks(self.plan.workload.acks)
@@ -601,11 +620,14 @@ impl Producer {
     /// acknowledgement frees buffer or in-flight room.
     async fn wait_for_work(&self, now_ns: u64, buffer_full: bool) {
         let linger_ns = self.plan.workload.linger_ms * 1_000_000;
+        // A batch on a lane with no request slot free waits for an acknowledgement, which
+        // notifies, not for its linger (that would spin).
         let next_linger = self
             .open
             .iter()
-            .filter(|b| !b.builder.is_empty())
-            .map(|b| b.opened_ns + linger_ns)
+            .enumerate()
+            .filter(|(p, b)| !b.builder.is_empty() && self.lane_has_room(self.lane_of[*p]))
+            .map(|(_, b)| b.opened_ns + linger_ns)
             .min();
         let next_message = if buffer_full {
             None
