@@ -13,7 +13,10 @@ pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const REQUEST_TIMED_OUT: i16 = 7;
 
 /// Error codes whose exception Kafka's clients treat as retriable: the request may succeed
-/// if sent again unchanged, after the broker (or the metadata) catches up.
+/// if sent again unchanged, after the broker (or the metadata) catches up. Not
+/// kafka-protocol's `ResponseError::is_retriable`, which also retries CORRUPT_MESSAGE (Kafka's
+/// `CorruptRecordException` is retriable): a benchmark must fail on a broker that corrupts or
+/// refuses its batches, not resend them until the delivery timeout hides it.
 pub fn is_retriable(code: i16) -> bool {
     matches!(
         code,
