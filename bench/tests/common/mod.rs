@@ -224,6 +224,16 @@ pub fn check_output(
     RunResult::from_json(&json).expect("result.json parses")
 }
 
+/// The counts of a fixed-rate run whose schedule sends exactly `messages`: every one produced,
+/// acknowledged and consumed once, none failed.
+pub fn assert_exact_counts(result: &RunResult, messages: u64) {
+    assert_eq!(result.delivery.acked, messages, "{:?}", result.delivery);
+    assert_eq!(result.delivery.consumed_unique, messages);
+    assert_eq!(result.produce.messages_total, messages);
+    assert_eq!(result.consume.messages_total, messages);
+    assert_eq!(result.errors.produce_failed_msgs, 0, "{:?}", result.errors);
+}
+
 /// The codec bits of the attributes of the first record batch of partition 0, as stored:
 /// base offset (8), length (4), leader epoch (4), magic (1), CRC (4), then attributes (2).
 pub fn first_batch_codec(broker: &Broker, topic: &str) -> u16 {
