@@ -5,6 +5,8 @@
 #   .venv/: pytest, kafka-python, confluent-kafka (wheel with librdkafka and all codecs),
 #           and the codec libraries kafka-python uses (tests/integration/requirements.txt)
 #   tests/node/node_modules: kafkajs, from the committed package-lock.json
+#   .kafka-peer/: stock Apache Kafka's jars from Maven Central (scripts/kafka-peer.sh), the
+#                 peer bench/tests/against_kafka.rs runs weir-bench against
 # Safe to re-run: what is already installed (and unchanged since) is skipped. Non-interactive,
 # with retries around every network step, because CI runs it on a fresh clone with no stdin.
 set -euo pipefail
@@ -73,4 +75,10 @@ if [ ! -d tests/node/node_modules/kafkajs ] || [ "$(cat "$node_stamp" 2>/dev/nul
     echo "$want" >"$node_stamp"
 fi
 
-echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version)"
+# Stock Kafka (jars from Maven Central; about 55 MB, seconds when Maven's cache is cold and
+# nothing when the stamp matches). Java and Maven come with the machine; apt only if absent.
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null || apt_install maven
+bash scripts/kafka-peer.sh install
+
+echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version); Kafka in $(bash scripts/kafka-peer.sh libs)"

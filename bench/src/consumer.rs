@@ -14,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::client::codec::decode_response;
 use crate::client::connection::connect;
+use crate::client::retry;
 use crate::clock::monotonic_now_ns;
 use crate::error::BenchError;
 use crate::payload::ValueHeader;
@@ -188,6 +189,7 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
         (plan.warmup_end_ns, plan.end_ns),
     );
     let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
+    let mut failed_tries = 0;
     while !plan.live.consumers_should_stop() {
         let request = fetch_request(&topic, &offsets, plan.partition_max_bytes);
         let correlation_id = writer.send(ApiKey::Fetch, FETCH_VERSION, &request).await?;
@@ -196,7 +198,8 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
             decode_response(frame, ApiKey::Fetch, FETCH_VERSION, correlation_id)?;
         let now_ns = monotonic_now_ns();
         let mark = tracker.mark();
-        if response.error_code != 0 {
+        let mut retriable = response.error_code != 0;
+        if response.error_code != 0 && !retry::is_retriable(response.error_code) {
             return Err(BenchError::Broker {
                 code: response.error_code,
                 what: "Fetch".into(),
@@ -210,6 +213,15 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
                 };
                 if data.error_code != 0 {
                     tracker.fetch_error();
+                    if !retry::is_retriable(data.error_code) {
+                        // OFFSET_OUT_OF_RANGE and the like: fetching again would spin on the
+                        // same answer while the run waits for these messages.
+                        return Err(BenchError::Broker {
+                            code: data.error_code,
+                            what: format!("Fetch {}/{}", plan.topic, data.partition_index),
+                        });
+                    }
+                    retriable = true;
                     continue;
                 }
                 let Some(records) = &data.records else {
@@ -228,6 +240,13 @@ pub async fn run_consumer(plan: ConsumerPlan) -> Result<ConsumerOutcome, BenchEr
             }
         }
         tracker.book_since(mark, now_ns, &plan.live);
+        if retriable {
+            // Kafka answers an unready partition at once: back off instead of spinning.
+            failed_tries += 1;
+            glommio::timer::sleep(retry::backoff(failed_tries)).await;
+        } else {
+            failed_tries = 0;
+        }
     }
     Ok(tracker.into_outcome())
 }

@@ -273,7 +273,19 @@ async fn run_core(
         .collect();
     let consumer_tasks: Vec<_> = consumers
         .into_iter()
-        .map(|plan| glommio::spawn_local(run_consumer(plan)))
+        .map(|plan| {
+            let live = live.clone();
+            glommio::spawn_local(async move {
+                let result = run_consumer(plan).await;
+                if result.is_err() {
+                    // Told at once, not when this core's producers are joined: the watch
+                    // would otherwise wait out the drain for messages nobody reads.
+                    LiveCounters::add(&live.errors, 1);
+                    live.stop_consumers();
+                }
+                result
+            })
+        })
         .collect();
     let mut outcome = Outcomes::default();
     for task in producer_tasks {
@@ -288,12 +300,8 @@ async fn run_core(
     for task in consumer_tasks {
         match task.await {
             Ok(c) => outcome.consumers.push(c),
-            Err(e) => {
-                LiveCounters::add(&live.errors, 1);
-                // Other consumers would otherwise wait for messages this one should read.
-                live.stop_consumers();
-                outcome.errors.push(format!("consumer: {e}"));
-            }
+            // Counted and the consumers stopped by the task itself (above).
+            Err(e) => outcome.errors.push(format!("consumer: {e}")),
         }
     }
     outcome
@@ -398,6 +406,10 @@ fn merge(
             totals.produce_failed_msgs += p.failed_msgs;
             for (code, n) in &p.error_codes {
                 *totals.produce_error_codes.entry(*code).or_default() += n;
+            }
+            totals.produce_retried_batches += p.retried_batches;
+            for (code, n) in &p.retried_error_codes {
+                *totals.produce_retry_codes.entry(*code).or_default() += n;
             }
         }
         for c in &core.consumers {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bench, codec_id, first_batch_codec, Broker};
+use common::{assert_exact_counts, bench, codec_id, first_batch_codec, Broker};
 use weir_bench::workload::Compression;
 
 #[test]
@@ -27,10 +27,7 @@ fn fixed_rate_counts_are_exact() {
         ],
     );
     // 1,000 msg/s for 2 s: the schedule sends exactly 2,000 messages.
-    assert_eq!(result.delivery.acked, 2_000, "{:?}", result.delivery);
-    assert_eq!(result.delivery.consumed_unique, 2_000);
-    assert_eq!(result.produce.messages_total, 2_000);
-    assert_eq!(result.consume.messages_total, 2_000);
+    assert_exact_counts(&result, 2_000);
     assert_eq!(result.produce.bytes_total, 2_000 * 100);
     assert_eq!((result.delivery.lost, result.delivery.duplicates), (0, 0));
     assert!(result.delivery.exactly_once);

@@ -375,4 +375,70 @@ mod tests {
         .expect("no shard panicked");
         assert_eq!(served.load(Ordering::SeqCst), MESH_CHANNEL_DEPTH + 1);
     }
+
+    /// glommio 0.9 dropped a task's last waker on a foreign thread by decrementing the count
+    /// to 0 and then cloning a new waker to send home. The owner's `JoinHandle::drop` of the
+    /// completed task read 0 in between and freed it; the clone's wake freed it again (the
+    /// broker's "double free or corruption" under a keyed benchmark, issue 16). The vendored
+    /// patch never lets the count pass through 0 off the owner's thread. Racing the two
+    /// drops, with the handle's delay swept across the window, aborts the process without it.
+    #[test]
+    fn a_foreign_waker_dropped_beside_the_join_handle_frees_the_task_once() {
+        use std::sync::atomic::AtomicBool;
+        use std::task::Waker;
+        const ROUNDS: u32 = 1_000_000;
+        let (to_helper, from_tasks) = std::sync::mpsc::channel::<(Waker, Arc<AtomicBool>)>();
+        let helper = std::thread::spawn(move || {
+            for (waker, go) in from_tasks {
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                drop(waker);
+            }
+        });
+        glommio::LocalExecutor::default().run(async move {
+            for round in 0..ROUNDS {
+                let go = Arc::new(AtomicBool::new(false));
+                let done = Rc::new(Cell::new(false));
+                // Task sizes rotate, so a task freed too early is not reused by the next
+                // round before the stray wake reaches it, and glibc sees the second free.
+                let task = match round % 4 {
+                    0 => spawn_sized::<64>(&to_helper, &go, &done),
+                    1 => spawn_sized::<1024>(&to_helper, &go, &done),
+                    2 => spawn_sized::<2048>(&to_helper, &go, &done),
+                    _ => spawn_sized::<4096>(&to_helper, &go, &done),
+                };
+                while !done.get() {
+                    glommio::yield_if_needed().await;
+                    futures_lite::future::yield_now().await;
+                }
+                // The task has completed; only the helper's waker and this handle remain.
+                futures_lite::future::yield_now().await;
+                go.store(true, Ordering::Release);
+                for _ in 0..round % 97 {
+                    std::hint::spin_loop();
+                }
+                drop(task);
+            }
+            drop(to_helper);
+            // Let the last wakers sent home be processed.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        });
+        helper.join().expect("the helper thread finished");
+    }
+
+    /// A task of at least `N` bytes that sends its waker to the helper thread and completes.
+    fn spawn_sized<const N: usize>(
+        to_helper: &std::sync::mpsc::Sender<(std::task::Waker, Arc<std::sync::atomic::AtomicBool>)>,
+        go: &Arc<std::sync::atomic::AtomicBool>,
+        done: &Rc<Cell<bool>>,
+    ) -> glommio::Task<()> {
+        let (to_helper, go, done) = (to_helper.clone(), go.clone(), done.clone());
+        let ballast = [0u8; N];
+        glommio::spawn_local(async move {
+            let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
+            to_helper.send((waker, go)).unwrap();
+            done.set(std::hint::black_box(ballast)[N - 1] == 0);
+        })
+    }
 }

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::codec::{decode_response, encode_request, frame_len};
+use super::retry;
 use crate::error::BenchError;
 
 const METADATA_VERSION: i16 = 9;
@@ -28,6 +29,9 @@ const LATEST_TIMESTAMP: i64 = -1;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a new topic's partitions to have leaders.
 const LEADERS_WAIT: Duration = Duration::from_secs(15);
+
+/// One partition's answer to ListOffsets: its offset, or the broker's error code.
+type PartitionOffset = Result<i64, i16>;
 
 pub struct AdminClient {
     stream: TcpStream,
@@ -160,12 +164,48 @@ impl AdminClient {
     }
 
     /// The log end offset of each of `partitions` (all led by the broker this client is
-    /// connected to).
+    /// connected to). Retriable errors (a new topic's leader not ready yet) are retried with
+    /// backoff until `LEADERS_WAIT`; any other error fails.
     pub fn latest_offsets(
         &mut self,
         topic: &str,
         partitions: &[i32],
     ) -> Result<Vec<(i32, i64)>, BenchError> {
+        let deadline = Instant::now() + LEADERS_WAIT;
+        let mut pending: Vec<i32> = partitions.to_vec();
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut attempt = 0;
+        loop {
+            let mut retry = Vec::new();
+            for (partition, result) in self.try_latest_offsets(topic, &pending)? {
+                match result {
+                    Ok(offset) => out.push((partition, offset)),
+                    Err(code) if retry::is_retriable(code) && Instant::now() < deadline => {
+                        retry.push(partition)
+                    }
+                    Err(code) => {
+                        return Err(BenchError::Broker {
+                            code,
+                            what: format!("ListOffsets {topic}/{partition}"),
+                        })
+                    }
+                }
+            }
+            if retry.is_empty() {
+                return Ok(out);
+            }
+            attempt += 1;
+            std::thread::sleep(retry::backoff(attempt));
+            pending = retry;
+        }
+    }
+
+    /// One ListOffsets request: each partition's log end offset or error code.
+    fn try_latest_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, PartitionOffset)>, BenchError> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()
@@ -186,13 +226,17 @@ impl AdminClient {
         let mut out = Vec::with_capacity(partitions.len());
         for topic_response in response.topics {
             for p in topic_response.partitions {
-                if p.error_code != 0 {
-                    return Err(BenchError::Broker {
-                        code: p.error_code,
-                        what: format!("ListOffsets {topic}/{}", p.partition_index),
-                    });
-                }
-                out.push((p.partition_index, p.offset));
+                let result = match p.error_code {
+                    0 => Ok(p.offset),
+                    code => Err(code),
+                };
+                out.push((p.partition_index, result));
+            }
+        }
+        // A partition the broker left out of its answer is asked again, as if retriable.
+        for &p in partitions {
+            if !out.iter().any(|(q, _)| *q == p) {
+                out.push((p, Err(retry::UNKNOWN_TOPIC_OR_PARTITION)));
             }
         }
         Ok(out)

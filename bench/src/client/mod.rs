@@ -4,3 +4,4 @@
 pub mod admin;
 pub mod codec;
 pub mod connection;
+pub mod retry;

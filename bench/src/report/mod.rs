@@ -82,6 +82,12 @@ pub struct Errors {
     /// Kafka error code → messages that failed with it (-1: no answer).
     pub produce_error_codes: std::collections::BTreeMap<i16, u64>,
     pub fetch_errors: u64,
+    /// Produce batches sent again after a retriable error (the native client), and those
+    /// errors' codes. Absent in results written before retries existed.
+    #[serde(default)]
+    pub produce_retried_batches: u64,
+    #[serde(default)]
+    pub produce_retry_codes: std::collections::BTreeMap<i16, u64>,
 }
 
 impl RunResult {

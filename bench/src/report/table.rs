@@ -71,6 +71,13 @@ pub fn render(result: &RunResult) -> String {
             result.errors.fetch_errors
         );
     }
+    if result.errors.produce_retried_batches > 0 {
+        let _ = writeln!(
+            out,
+            "retries: {} produce batches sent again after retriable errors {:?}",
+            result.errors.produce_retried_batches, result.errors.produce_retry_codes
+        );
+    }
     if !result.broker_stages.is_empty() {
         let _ = writeln!(out);
         out.push_str(&crate::broker_stages::render(&result.broker_stages));

@@ -21,7 +21,7 @@ pub struct Broker {
     data_dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -50,6 +50,11 @@ fn weir_binary() -> PathBuf {
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Like `start`, with more flags for the broker.
+    pub fn start_with(extra: &[&str]) -> Broker {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
@@ -66,6 +71,7 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(data_dir.path().join("data"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -92,6 +98,26 @@ impl Broker {
         self.data_dir.path().join("data")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory of the broker process, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("broker.log")).unwrap_or_default()
     }
@@ -109,12 +135,22 @@ impl Drop for Broker {
 
 /// Runs `weir-bench run` against the broker and returns the parsed result.json.
 pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
+    bench_at(&broker.addr.to_string(), &|| broker.log(), args)
+}
+
+/// Runs `weir-bench run` against any broker at `addr` (`broker_log` for failure messages),
+/// checks it succeeded with every message delivered exactly once, and returns the result.
+/// A run that outlives its `--duration-s` by `BENCH_GRACE` is killed and fails the test, so a
+/// hang shows as a failure with the broker's log rather than a CI job that never ends.
+pub fn bench_at(addr: &str, broker_log: &dyn Fn() -> String, args: &[&str]) -> RunResult {
     let out = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+    let stdout_path = out.path().join("stdout");
+    let stderr_path = out.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
         .args([
             "run",
             "--bootstrap",
-            &broker.addr.to_string(),
+            addr,
             "--host-limits",
             "false",
             "--quiet",
@@ -122,26 +158,80 @@ pub fn bench(broker: &Broker, args: &[&str]) -> RunResult {
         ])
         .arg(out.path())
         .args(args)
-        .output()
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
         .expect("weir-bench runs");
+    let duration_s: u64 = args
+        .iter()
+        .position(|&a| a == "--duration-s")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(duration_s) + BENCH_GRACE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("weir-bench waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "weir-bench {args:?} still running {BENCH_GRACE:?} past its duration: killed\n\
+                 {}\n{}\nbroker log:\n{}",
+                std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+                std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                broker_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout_path).expect("stdout"),
+        stderr: std::fs::read(&stderr_path).expect("stderr"),
+    };
+    check_output(&output, out.path(), broker_log)
+}
+
+/// How long past its measured duration a run may take: warm-up, topic creation, the drain
+/// and the verifying consumers, with room for a loaded 2-core CI machine.
+const BENCH_GRACE: Duration = Duration::from_secs(120);
+
+/// The checks of `bench_at` on a finished `weir-bench run` that wrote into `out`.
+pub fn check_output(
+    output: &std::process::Output,
+    out: &std::path::Path,
+    broker_log: &dyn Fn() -> String,
+) -> RunResult {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "weir-bench failed: {}\n{stdout}\n{}\nbroker log:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
-        broker.log()
+        broker_log()
     );
     assert!(
         stdout.contains("every acknowledged message consumed exactly once"),
         "{stdout}"
     );
     for plot in ["latency-percentiles.svg", "over-time.svg"] {
-        let svg = std::fs::read_to_string(out.path().join(plot)).expect("plot written");
+        let svg = std::fs::read_to_string(out.join(plot)).expect("plot written");
         assert!(svg.starts_with("<svg"), "{plot}");
     }
-    let json = std::fs::read_to_string(out.path().join("result.json")).expect("result.json");
+    let json = std::fs::read_to_string(out.join("result.json")).expect("result.json");
     RunResult::from_json(&json).expect("result.json parses")
+}
+
+/// The counts of a fixed-rate run whose schedule sends exactly `messages`: every one produced,
+/// acknowledged and consumed once, none failed.
+pub fn assert_exact_counts(result: &RunResult, messages: u64) {
+    assert_eq!(result.delivery.acked, messages, "{:?}", result.delivery);
+    assert_eq!(result.delivery.consumed_unique, messages);
+    assert_eq!(result.produce.messages_total, messages);
+    assert_eq!(result.consume.messages_total, messages);
+    assert_eq!(result.errors.produce_failed_msgs, 0, "{:?}", result.errors);
 }
 
 /// The codec bits of the attributes of the first record batch of partition 0, as stored:

@@ -300,17 +300,40 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Weir patch: upstream decremented first and, on reaching 0, cloned a
+                    // new waker (0 -> 1) to send home. Between the two the count read 0
+                    // while this thread was about to use the task again, and the owner's
+                    // `JoinHandle::drop` (which loads the count without holding a
+                    // reference) destroyed a completed task in that window; the clone then
+                    // revived freed memory and its wake freed it a second time ("double
+                    // free or corruption" in `process_foreign_wakes`, seen under a keyed
+                    // benchmark whose cross-shard replies are awaited through such
+                    // wakers). Here the count never passes through 0 off the owner's
+                    // thread: while other references remain, drop one; when this is the
+                    // last, hand it to the owner unchanged, whose wake-and-drop runs the
+                    // destruction logic on the thread that owns the task.
+                    let header = &*(raw.header as *mut Header);
+                    let mut refs = header.references.load(Ordering::Relaxed);
+                    loop {
+                        assert_ne!(refs, 0, "Waker invariant broken: {header:?}");
+                        if refs == 1 {
+                            let notifier = raw.notifier();
+                            notifier.queue_waker(
+                                Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+                                header.latency_matters,
+                            );
+                            return;
+                        }
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => refs = now,
+                        }
                     }
-                    return;
                 });
             }
 
