@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::rng::Rng;
 use common::{batches, idempotent_record_batch, record_batch, Broker, Client};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -47,23 +48,6 @@ const CUT_SPREAD_MS: u64 = 500;
 /// syncs the directory too and would hide a missing one at 64 KiB).
 const SMALL_SEGMENT_BYTES: &str = "4096";
 const MAX_RECORDS_PER_BATCH: u64 = 3;
-
-/// splitmix64, as in crash.rs: any seed gives a full-period stream.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Settings {
     seed: u64,

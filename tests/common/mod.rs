@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod requests;
+pub mod rng;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -43,21 +44,11 @@ impl Broker {
 
     /// Like `start`, with extra environment variables for the broker process.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
-        let data_dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = data_dir.path().join("broker.log");
-        let mut broker = Broker {
-            addr,
-            data_dir,
-            child: None,
-            log,
-            data_path: None,
-            extra: Vec::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
+        let mut broker = Broker::unstarted(None, &[]);
+        broker.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         broker.spawn(extra);
         broker
     }
@@ -65,20 +56,24 @@ impl Broker {
     /// Starts the broker with its data dir at `data_path` (a mount of a test file system,
     /// say); its log stays in a temporary dir. Restarts keep `extra`.
     pub fn start_on(data_path: PathBuf, extra: &[&str]) -> Broker {
+        let mut broker = Broker::unstarted(Some(data_path), extra);
+        broker.spawn(extra);
+        broker
+    }
+
+    fn unstarted(data_path: Option<PathBuf>, extra: &[&str]) -> Broker {
         let data_dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = data_dir.path().join("broker.log");
-        let mut broker = Broker {
+        Broker {
             addr,
             data_dir,
             child: None,
             log,
-            data_path: Some(data_path),
+            data_path,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
             env: Vec::new(),
-        };
-        broker.spawn(extra);
-        broker
+        }
     }
 
     fn spawn(&mut self, extra: &[&str]) {
