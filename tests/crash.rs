@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::rng::Rng;
 use common::{batches, record_batch, Broker, Client};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -31,9 +32,6 @@ const KILL_SPREAD_MS: u64 = 650;
 /// or thousand batches; None keeps the default (1 GiB, one active segment).
 const SEGMENT_BYTES_CHOICES: [Option<&str>; 3] = [Some("4096"), Some("65536"), None];
 
-/// The run's randomness: splitmix64, so any seed (0 too) gives a full-period stream.
-struct Rng(u64);
-
 impl Rng {
     /// From `WEIR_CRASH_SEED` when set (replaying a failure), else from the clock.
     fn from_env_or_clock() -> (Rng, u64) {
@@ -48,18 +46,6 @@ impl Rng {
                 .as_nanos() as u64,
         };
         (Rng(seed), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

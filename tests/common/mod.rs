@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod requests;
+pub mod rng;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,10 @@ pub struct Broker {
     pub data_dir: tempfile::TempDir,
     child: Option<Child>,
     log: PathBuf,
+    /// The data dir when it is not `data_dir/data` (`start_on`: on a test file system).
+    data_path: Option<PathBuf>,
+    /// The arguments of the first start, repeated by every restart.
+    extra: Vec<String>,
     /// Environment for the next start (a `WEIR_FAULT`, say); cleared with `env.clear()`.
     pub env: Vec<(String, String)>,
 }
@@ -39,24 +44,45 @@ impl Broker {
 
     /// Like `start`, with extra environment variables for the broker process.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
-        let data_dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = data_dir.path().join("broker.log");
-        let mut broker = Broker {
-            addr,
-            data_dir,
-            child: None,
-            log,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
+        let mut broker = Broker::unstarted(None, &[]);
+        broker.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         broker.spawn(extra);
         broker
     }
 
+    /// Starts the broker with its data dir at `data_path` (a mount of a test file system,
+    /// say); its log stays in a temporary dir. Restarts keep `extra`.
+    pub fn start_on(data_path: PathBuf, extra: &[&str]) -> Broker {
+        let mut broker = Broker::unstarted(Some(data_path), extra);
+        broker.spawn(extra);
+        broker
+    }
+
+    fn unstarted(data_path: Option<PathBuf>, extra: &[&str]) -> Broker {
+        let data_dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = data_dir.path().join("broker.log");
+        Broker {
+            addr,
+            data_dir,
+            child: None,
+            log,
+            data_path,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+
     fn spawn(&mut self, extra: &[&str]) {
+        let extra: Vec<&str> = if extra.is_empty() {
+            self.extra.iter().map(String::as_str).collect()
+        } else {
+            extra.to_vec()
+        };
+        let extra = &extra[..];
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,7 +90,7 @@ impl Broker {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["--listen", &self.addr.to_string(), "--data-dir"])
-            .arg(self.data_dir.path().join("data"))
+            .arg(self.data_path())
             // Two shards unless a test asks otherwise: cross-shard paths are always exercised.
             .args(if extra.contains(&"--smp") {
                 &[][..]
@@ -116,7 +142,9 @@ impl Broker {
     }
 
     pub fn data_path(&self) -> PathBuf {
-        self.data_dir.path().join("data")
+        self.data_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.path().join("data"))
     }
 
     pub fn log_text(&self) -> String {
@@ -385,6 +413,23 @@ pub fn record_batch(values: &[&[u8]]) -> Vec<u8> {
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
     batch.to_vec()
+}
+
+/// Like `record_batch`, from an idempotent producer: `producer_id`, `producer_epoch` and
+/// the batch's first sequence number in the header, CRC included.
+pub fn idempotent_record_batch(
+    values: &[&[u8]],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    let mut batch = record_batch(values);
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
 }
 
 fn put_varint(buf: &mut BytesMut, value: i64) {
