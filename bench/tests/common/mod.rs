@@ -48,6 +48,32 @@ fn weir_binary() -> PathBuf {
     binary
 }
 
+/// True once a Kafka broker answers ApiVersions at `addr`. A successful connect alone is not
+/// proof: while nothing listens yet, a connect can pick `addr`'s own port as its source and
+/// connect to itself (TCP simultaneous open), and the client started next is then refused.
+fn answers_api_versions(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const CORRELATION_ID: i32 = 0x5745_4952;
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    if stream.local_addr().ok() == Some(addr) {
+        return false;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // ApiVersions v0: size, api key 18, version 0, correlation id, null client id.
+    let mut request = Vec::with_capacity(14);
+    request.extend_from_slice(&10i32.to_be_bytes());
+    request.extend_from_slice(&18i16.to_be_bytes());
+    request.extend_from_slice(&0i16.to_be_bytes());
+    request.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    request.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut head = [0u8; 8];
+    stream.write_all(&request).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && head[4..8] == CORRELATION_ID.to_be_bytes()
+}
+
 impl Broker {
     pub fn start() -> Broker {
         Broker::start_with(&[])
@@ -82,7 +108,7 @@ impl Broker {
             data_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
+        while !answers_api_versions(addr) {
             assert!(
                 Instant::now() < deadline,
                 "broker did not listen: {}",
