@@ -152,6 +152,9 @@ def clients_installed():
             missing.append(f"{tool} on PATH")
     if not (ROOT / "tests" / "node" / "node_modules" / "kafkajs").is_dir():
         missing.append("tests/node/node_modules/kafkajs")
+    kafka_jars = subprocess.run(["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "libs"], capture_output=True, cwd=ROOT)
+    if kafka_jars.returncode != 0:
+        missing.append("stock Kafka's jars (scripts/kafka-peer.sh install)")
     assert not missing, "run scripts/install-test-deps.sh; missing: " + ", ".join(missing)
     assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --release` (scripts/test.sh does)"
 
