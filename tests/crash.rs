@@ -11,10 +11,10 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::rng::Rng;
+use common::rng::{seed_from_env_or_clock, Rng};
 use common::{batches, record_batch, Broker, Client};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -35,16 +35,7 @@ const SEGMENT_BYTES_CHOICES: [Option<&str>; 3] = [Some("4096"), Some("65536"), N
 impl Rng {
     /// From `WEIR_CRASH_SEED` when set (replaying a failure), else from the clock.
     fn from_env_or_clock() -> (Rng, u64) {
-        let seed = match std::env::var("WEIR_CRASH_SEED") {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("WEIR_CRASH_SEED={text:?} is not a u64")),
-            Err(_) => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("the clock is after 1970")
-                .as_nanos() as u64,
-        };
+        let seed = seed_from_env_or_clock("WEIR_CRASH_SEED");
         (Rng(seed), seed)
     }
 }

@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::rng::Rng;
+use common::rng::{seed_from_env_or_clock, Rng};
 use common::{batches, idempotent_record_batch, record_batch, Broker, Client};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -58,16 +58,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let seed = match std::env::var("WEIR_POWERCUT_SEED") {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("WEIR_POWERCUT_SEED={text:?} is not a u64")),
-            Err(_) => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("the clock is after 1970")
-                .as_nanos() as u64,
-        };
+        let seed = seed_from_env_or_clock("WEIR_POWERCUT_SEED");
         let cycles = std::env::var("WEIR_POWERCUT_CYCLES").map_or(CI_CYCLES, |text| {
             text.trim()
                 .parse()

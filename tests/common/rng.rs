@@ -16,3 +16,17 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// The run's seed: `var` when set (replaying a failure), else from the clock.
+pub fn seed_from_env_or_clock(var: &str) -> u64 {
+    match std::env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not a u64")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_nanos() as u64,
+    }
+}

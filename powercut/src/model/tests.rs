@@ -97,50 +97,41 @@ fn journal_mode_commits_every_entry_on_any_fsync() {
     assert_eq!(content(&model, ROOT_INO, "other").unwrap(), b"");
 }
 
+/// `checkpoint.tmp` written with "new" and fsynced, then renamed over `checkpoint`, as
+/// the broker replaces its checkpoints.
+fn replace_checkpoint_by_rename(model: &mut Model) {
+    let new = model
+        .create(ROOT_INO, name("checkpoint.tmp"), NodeKind::File)
+        .unwrap();
+    model.write(new, 0, b"new").unwrap();
+    model.fsync(new).unwrap();
+    model
+        .rename(
+            ROOT_INO,
+            name("checkpoint.tmp"),
+            ROOT_INO,
+            name("checkpoint"),
+            false,
+        )
+        .unwrap();
+}
+
 #[test]
 fn rename_over_an_existing_file_is_durable_after_directory_fsync() {
     let mut model = Model::new(DurabilityMode::Posix);
     let old = durable_empty_file(&mut model, "checkpoint");
     model.write(old, 0, b"old").unwrap();
     model.fsync(old).unwrap();
-    let new = model
-        .create(ROOT_INO, name("checkpoint.tmp"), NodeKind::File)
-        .unwrap();
-    model.write(new, 0, b"new").unwrap();
-    model.fsync(new).unwrap();
-    model
-        .rename(
-            ROOT_INO,
-            name("checkpoint.tmp"),
-            ROOT_INO,
-            name("checkpoint"),
-            false,
-        )
-        .unwrap();
+    replace_checkpoint_by_rename(&mut model);
     assert_eq!(content(&model, ROOT_INO, "checkpoint").unwrap(), b"new");
     // Without the directory fsync the old file is what a cut leaves.
-    let mut cut_early = Model::new(DurabilityMode::Posix);
-    std::mem::swap(&mut cut_early, &mut model);
-    cut_early.cut(None);
-    assert_eq!(content(&cut_early, ROOT_INO, "checkpoint").unwrap(), b"old");
-    assert_eq!(content(&cut_early, ROOT_INO, "checkpoint.tmp"), None);
+    model.cut(None);
+    assert_eq!(content(&model, ROOT_INO, "checkpoint").unwrap(), b"old");
+    assert_eq!(content(&model, ROOT_INO, "checkpoint.tmp"), None);
 
     let mut model = Model::new(DurabilityMode::Posix);
     durable_empty_file(&mut model, "checkpoint");
-    let new = model
-        .create(ROOT_INO, name("checkpoint.tmp"), NodeKind::File)
-        .unwrap();
-    model.write(new, 0, b"new").unwrap();
-    model.fsync(new).unwrap();
-    model
-        .rename(
-            ROOT_INO,
-            name("checkpoint.tmp"),
-            ROOT_INO,
-            name("checkpoint"),
-            false,
-        )
-        .unwrap();
+    replace_checkpoint_by_rename(&mut model);
     model.fsync_directory(ROOT_INO).unwrap();
     model.cut(None);
     assert_eq!(content(&model, ROOT_INO, "checkpoint").unwrap(), b"new");
