@@ -99,6 +99,10 @@ pub struct CommonArgs {
     /// No per-second progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Also report throughput and latency per window of this many seconds of the measured
+    /// part (a long soak shows whether anything drifts); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub window_s: u64,
     /// Directory whose disk the host-limit write test measures (the broker's data dir is a
     /// good choice).
     #[arg(long, default_value = ".")]

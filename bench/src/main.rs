@@ -47,6 +47,7 @@ fn run_options(
         drain_timeout: Duration::from_secs(common.drain_timeout_s),
         progress: !common.quiet,
         host_limits: host_limits.then(|| common.host_limits_options()),
+        window_s: common.window_s,
     })
 }
 

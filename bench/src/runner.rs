@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     pub progress: bool,
     pub host_limits: Option<HostLimitsOptions>,
+    /// Seconds per window of the per-window report (`RunResult::windows`); 0 for none.
+    pub window_s: u64,
 }
 
 /// What a group of producers and consumers hands back: one core's executor, or all of the
@@ -439,6 +441,7 @@ fn merge(
         end_to_end_latency: e2e_latency.summary(),
         produce_latency_percentiles: produce_latency.percentile_points(),
         end_to_end_latency_percentiles: e2e_latency.percentile_points(),
+        windows: series.windows(workload.warmup_s, workload.duration_s, options.window_s),
         series: series.samples(),
         delivery: DeliveryReport::compare(&acked, &consumed, workload.consumers > 0),
         errors: totals,

@@ -24,6 +24,7 @@ fn run_in_process(broker: &Broker, workload: Workload) -> RunResult {
         drain_timeout: Duration::from_secs(30),
         progress: false,
         host_limits: None,
+        window_s: 0,
     };
     match weir_bench::rdkafka_client::run(&options) {
         Ok(result) => result,

@@ -11,7 +11,7 @@ use crate::error::BenchError;
 use crate::host_limits::HostLimits;
 use crate::stats::delivery::DeliveryReport;
 use crate::stats::latency::{LatencySummary, PercentilePoint};
-use crate::stats::series::SecondSample;
+use crate::stats::series::{SecondSample, WindowSummary};
 use crate::workload::Workload;
 
 /// Bumped when a field is removed or changes meaning.
@@ -36,6 +36,9 @@ pub struct RunResult {
     pub produce_latency_percentiles: Vec<PercentilePoint>,
     pub end_to_end_latency_percentiles: Vec<PercentilePoint>,
     pub series: Vec<SecondSample>,
+    /// The measured part in windows of `--window-s` seconds (empty without it).
+    #[serde(default)]
+    pub windows: Vec<WindowSummary>,
     pub delivery: DeliveryReport,
     pub errors: Errors,
     pub host_limits: Option<HostLimits>,
@@ -188,6 +191,7 @@ pub mod tests {
             errors: Errors::default(),
             host_limits: None,
             broker_stages: Vec::new(),
+            windows: Vec::new(),
         }
     }
 

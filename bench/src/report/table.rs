@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::RunResult;
 use crate::stats::latency::LatencySummary;
+use crate::stats::series::WindowSummary;
 
 pub fn render(result: &RunResult) -> String {
     let mut out = String::new();
@@ -78,6 +79,10 @@ pub fn render(result: &RunResult) -> String {
             result.errors.produce_retried_batches, result.errors.produce_retry_codes
         );
     }
+    if !result.windows.is_empty() {
+        let _ = writeln!(out);
+        windows_table(&mut out, &result.windows);
+    }
     if !result.broker_stages.is_empty() {
         let _ = writeln!(out);
         out.push_str(&crate::broker_stages::render(&result.broker_stages));
@@ -108,6 +113,42 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
         ms(l.mean_us),
         thousands(l.count as f64)
     );
+}
+
+/// One line per window: when, how fast, and produce/end-to-end p50, p99, p99.9 and max.
+fn windows_table(out: &mut String, windows: &[WindowSummary]) {
+    let _ = writeln!(
+        out,
+        "{:<14}{:>12}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "window (s)",
+        "msg/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "e2e p50",
+        "e2e p99",
+        "e2e p99.9",
+        "e2e max"
+    );
+    let ms = |us: f64| format!("{:.2}", us / 1000.0);
+    for w in windows {
+        let (p, e) = (&w.produce_latency, &w.end_to_end_latency);
+        let _ = writeln!(
+            out,
+            "{:<14}{:>12}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            format!("{}-{}", w.from_s, w.to_s),
+            thousands(w.produce_msgs_per_s),
+            ms(p.p50_us),
+            ms(p.p99_us),
+            ms(p.p999_us),
+            ms(p.max_us),
+            ms(e.p50_us),
+            ms(e.p99_us),
+            ms(e.p999_us),
+            ms(e.max_us)
+        );
+    }
 }
 
 /// 1234567.8 → "1,234,568".
@@ -163,5 +204,47 @@ mod tests {
         result.delivery.lost = 3;
         result.delivery.exactly_once = false;
         assert!(render(&result).contains("DELIVERY CHECK FAILED"));
+    }
+
+    #[test]
+    fn windows_get_a_row_each_only_when_asked_for() {
+        let mut result = sample_result();
+        assert!(!render(&result).contains("window (s)"));
+        let latency = |max_us: f64| LatencySummary {
+            count: 10,
+            p50_us: 1_500.0,
+            p99_us: 4_000.0,
+            max_us,
+            ..LatencySummary::default()
+        };
+        result.windows = vec![
+            WindowSummary {
+                from_s: 0,
+                to_s: 300,
+                produce_msgs_per_s: 50_000.0,
+                consume_msgs_per_s: 50_000.0,
+                produce_latency: latency(9_000.0),
+                end_to_end_latency: latency(12_000.0),
+            };
+            2
+        ];
+        result.windows[1].from_s = 300;
+        result.windows[1].to_s = 600;
+        let table = render(&result);
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.contains("-300") || l.contains("300-600"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{table}");
+        assert!(
+            rows[1].starts_with("300-600") && rows[1].contains("50,000"),
+            "{}",
+            rows[1]
+        );
+        assert!(
+            rows[0].contains("1.50") && rows[0].contains("9.00") && rows[0].contains("12.00"),
+            "{}",
+            rows[0]
+        );
     }
 }
