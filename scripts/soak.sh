@@ -5,7 +5,7 @@
 #     Kafka's maximum on a 2-core host), on a topic with 16 MiB segments and RETENTION_MS
 #     (default 120 s), so retention deletes segments the whole time;
 #   - keyed: many producers with small batches (8 producers, 100 partitions, 100 B, no
-#     linger) at KEYED_RATE msg/s (default 10,000) over 1,000 keys, on a
+#     linger) at KEYED_RATE msg/s (default 3,000) over 1,000 keys, on a
 #     `cleanup.policy=compact,delete` topic, so the cleaner compacts it the whole time.
 # Each run reports throughput and latency per 5-minute window (`--window-s`) and
 # checks that every acknowledged message was consumed exactly once; the broker's RSS and
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-3600}
 RATE=${RATE:-80000}
-KEYED_RATE=${KEYED_RATE:-10000}
+KEYED_RATE=${KEYED_RATE:-3000}
 RETENTION_MS=${RETENTION_MS:-120000}
 WINDOW_S=${WINDOW_S:-300}
 PORT=${PORT:-39092}
