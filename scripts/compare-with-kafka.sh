@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Starts Weir and stock Apache Kafka (4.x, KRaft, from Maven Central through
 # scripts/kafka-peer.sh) on the same host, runs `weir-bench compare` against both
-# (alternating rounds), and stops both.
+# (alternating rounds), and stops both. Each run reports the broker's CPU seconds per GB
+# produced and its RSS (`--broker-pid`).
 #
 #   bash scripts/compare-with-kafka.sh --preset omb-16p-1kb-fixed --rate 50000 --duration-s 15 --rounds 3
+#
+# With `--levels 25,50,75` it runs the workload at max rate first, then at those shares of
+# the lower max, and writes report.md (Markdown tables per load) beside the JSON results:
+#
+#   DURABLE=both bash scripts/compare-with-kafka.sh --preset omb-16p-1kb-max --levels 25,50,75 \
+#       --warmup-s 3 --duration-s 15 --rounds 2 --out bench-results/sweep
 #
 # Environment:
 #   KAFKA=0         Weir alone (no Kafka installed or started)
 #   DURABLE=1       (default) Kafka fsyncs every append (flush.messages=1), as Weir
 #                   acknowledges only what is on stable storage. DURABLE=0 leaves Kafka at its
 #                   defaults (page cache only) for the "stock settings" comparison.
+#                   DURABLE=both runs two Kafkas: `kafka` at its defaults and `kafka-fsync`
+#                   with flush.messages=1.
 #   KAFKA_HEAP      Kafka's heap (default 1g)
-#   WEIR_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT  (defaults 39092, 39093, 39094)
+#   WEIR_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT  (defaults 39092, 39093, 39094; the
+#                   second Kafka of DURABLE=both takes the next two ports, 39095 and 39096)
 #   WORK_DIR        data dirs and logs (default: a fresh temp dir, removed at the end)
 # Every other argument goes to `weir-bench compare` (workload flags, --rounds, --out, ...).
 set -euo pipefail
@@ -28,16 +38,16 @@ WORK_DIR=${WORK_DIR:-$(mktemp -d -t weir-compare-XXXXXX)}
 mkdir -p "$WORK_DIR"
 
 WEIR_PID=""
-KAFKA_STARTED=""
+KAFKA_DIRS=()
 stop_all() {
     # Stop only what this script started, by pid.
     if [[ -n "$WEIR_PID" ]] && kill -0 "$WEIR_PID" 2>/dev/null; then
         kill -TERM "$WEIR_PID" 2>/dev/null || true
         wait "$WEIR_PID" 2>/dev/null || true
     fi
-    if [[ -n "$KAFKA_STARTED" ]]; then
-        scripts/kafka-peer.sh stop --data-dir "$WORK_DIR/kafka-data" >/dev/null 2>&1 || true
-    fi
+    for dir in "${KAFKA_DIRS[@]}"; do
+        scripts/kafka-peer.sh stop --data-dir "$dir" >/dev/null 2>&1 || true
+    done
     if [[ -z "$KEEP_WORK_DIR" ]]; then rm -rf "$WORK_DIR"; fi
 }
 trap stop_all EXIT
@@ -74,18 +84,29 @@ if [[ "$KAFKA" == 0 ]]; then
 fi
 
 scripts/kafka-peer.sh install
-kafka_flags=(--data-dir "$WORK_DIR/kafka-data" --port "$KAFKA_PORT"
-    --controller-port "$KAFKA_CONTROLLER_PORT" --heap "$KAFKA_HEAP" --log "$WORK_DIR/kafka.log")
-if [[ "$DURABLE" == 1 ]]; then
+targets=(--target "weir=127.0.0.1:$WEIR_PORT")
+pids=(--broker-pid "weir=$WEIR_PID")
+start_kafka() { # name port controller-port extra kafka-peer flags...
+    local name=$1 port=$2 controller_port=$3
+    shift 3
+    local dir="$WORK_DIR/$name-data"
+    KAFKA_DIRS+=("$dir")
+    scripts/kafka-peer.sh start --data-dir "$dir" --port "$port" \
+        --controller-port "$controller_port" --heap "$KAFKA_HEAP" --log "$WORK_DIR/$name.log" "$@"
+    targets+=(--target "$name=127.0.0.1:$port")
+    pids+=(--broker-pid "$name=$(cat "$dir/kafka.pid")")
+    echo "$name: 127.0.0.1:$port $*"
+}
+case "$DURABLE" in
     # Weir acknowledges a produce only once it is fdatasync'ed; make Kafka do the same.
-    kafka_flags+=(--flush-messages 1)
-fi
-KAFKA_STARTED=1
-scripts/kafka-peer.sh start "${kafka_flags[@]}"
-echo "kafka: 127.0.0.1:$KAFKA_PORT (durable=$DURABLE)"
+    1) start_kafka kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" --flush-messages 1 ;;
+    0) start_kafka kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    both)
+        start_kafka kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+        start_kafka kafka-fsync "$((KAFKA_CONTROLLER_PORT + 1))" "$((KAFKA_CONTROLLER_PORT + 2))" \
+            --flush-messages 1
+        ;;
+    *) echo "DURABLE must be 0, 1 or both, not $DURABLE" >&2; exit 2 ;;
+esac
 
-"$WEIR_BENCH" compare \
-    --target "weir=127.0.0.1:$WEIR_PORT" \
-    --target "kafka=127.0.0.1:$KAFKA_PORT" \
-    --host-limits-dir "$WORK_DIR" \
-    "$@"
+"$WEIR_BENCH" compare "${targets[@]}" "${pids[@]}" --host-limits-dir "$WORK_DIR" "$@"

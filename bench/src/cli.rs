@@ -74,6 +74,15 @@ pub struct CompareArgs {
     /// the broker's produce-stage breakdown of each of its runs.
     #[arg(long = "broker-metrics", value_parser = parse_target)]
     pub broker_metrics: Vec<(String, String)>,
+    /// NAME=PID of a target's broker process on this host, to report the CPU seconds per GB
+    /// produced and the resident memory of each of its runs.
+    #[arg(long = "broker-pid", value_parser = parse_pid)]
+    pub broker_pids: Vec<(String, u32)>,
+    /// Percentages, like `25,50,75`: after the max-rate rounds (the workload's rate is
+    /// ignored then), run the workload at each of these shares of the lowest target's median
+    /// max produce rate, so every target is compared at loads all of them sustain.
+    #[arg(long, value_delimiter = ',')]
+    pub levels: Vec<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -252,9 +261,47 @@ fn parse_target(s: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_pid(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = parse_target(s).map_err(|_| format!("expected NAME=PID, got {s:?}"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("expected NAME=PID, got {s:?}"))?;
+    Ok((name, pid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compare_takes_levels_and_broker_pids() {
+        let Command::Compare(c) = parse(&[
+            "compare",
+            "--target",
+            "weir=127.0.0.1:1",
+            "--target",
+            "kafka=127.0.0.1:2",
+            "--levels",
+            "25,50,75",
+            "--broker-pid",
+            "kafka=4242",
+        ])
+        .command
+        else {
+            panic!("compare");
+        };
+        assert_eq!(c.levels, [25, 50, 75]);
+        assert_eq!(c.broker_pids, [("kafka".to_string(), 4242)]);
+        assert!(Cli::try_parse_from([
+            "weir-bench",
+            "compare",
+            "--target",
+            "a=b:1",
+            "--broker-pid",
+            "kafka=x"
+        ])
+        .is_err());
+    }
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("weir-bench").chain(args.iter().copied()))

@@ -13,6 +13,7 @@
 //! `broker_stages` reads Weir's own produce-stage breakdown from its metrics endpoint.
 
 pub mod broker_stages;
+pub mod broker_usage;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -10,7 +10,9 @@ use weir_bench::cli::{Cli, ClientKind, Command, CommonArgs, CompareArgs, RunArgs
 use weir_bench::clock::unix_now_ms;
 use weir_bench::report::{default_out_dir, table, RunResult};
 use weir_bench::runner::RunOptions;
-use weir_bench::{broker_stages, compare, presets, rdkafka_client, runner, BenchError};
+use weir_bench::{
+    broker_stages, broker_usage, compare, presets, rdkafka_client, runner, BenchError,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -105,46 +107,91 @@ fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
         .out
         .clone()
         .unwrap_or_else(|| default_out_dir(unix_now_ms()));
-    let comparison = compare::compare(&args.targets, args.rounds, |name, address, round| {
+    let run_round = |name: &str, address: &str, round: u32, rate: Option<u64>| {
+        let mut options = run_options(address, &args.common, false)?;
+        if let Some(rate) = rate {
+            options.workload.rate_msgs_per_s = rate;
+        }
+        let pace = match options.workload.rate_msgs_per_s {
+            0 => "max rate".to_string(),
+            r => format!("{r} msg/s"),
+        };
         eprintln!(
-            "--- round {} of {}: {name} ({address}) ---",
+            "--- {pace}, round {} of {}: {name} ({address}) ---",
             round + 1,
             args.rounds
         );
-        let options = run_options(address, &args.common, false)?;
-        let metrics = args
-            .broker_metrics
-            .iter()
-            .find(|(target, _)| target == name)
-            .map(|(_, address)| address.as_str());
-        let result = run_observed(args.common.client, &options, metrics)?;
+        let metrics = lookup(&args.broker_metrics, name).map(String::as_str);
+        let pid = lookup(&args.broker_pids, name).copied();
+        let cpu_before = pid.map(broker_usage::cpu_now).transpose()?;
+        let mut result = run_observed(args.common.client, &options, metrics)?;
+        if let Some(before) = cpu_before {
+            result.broker_usage = Some(broker_usage::since(before, result.produce.bytes_total)?);
+        }
         println!("{}", table::render(&result));
-        result.write_to(&dir.join(format!("{name}-round{}", round + 1)))?;
+        let label = match options.workload.rate_msgs_per_s {
+            0 => "max".to_string(),
+            r => format!("{r}"),
+        };
+        result.write_to(&dir.join(format!("{name}-{label}-round{}", round + 1)))?;
         Ok(result)
-    })?;
-    println!("{}", comparison.render());
+    };
+    std::fs::create_dir_all(&dir)?;
+    let (first, all_exact) = if args.levels.is_empty() {
+        let comparison = compare::compare(&args.targets, args.rounds, |name, address, round| {
+            run_round(name, address, round, None)
+        })?;
+        println!("{}", comparison.render());
+        write_json(&dir.join("compare.json"), &comparison)?;
+        let all_exact = comparison
+            .targets
+            .iter()
+            .flat_map(|t| &t.runs)
+            .all(|r| r.delivery.exactly_once || !r.delivery.checked);
+        (comparison, all_exact)
+    } else {
+        let sweep = compare::sweep(
+            &args.targets,
+            args.rounds,
+            &args.levels,
+            |name, address, round, rate| run_round(name, address, round, Some(rate)),
+        )?;
+        for phase in &sweep.phases {
+            println!("{}\n{}", phase.title(), phase.comparison.render());
+        }
+        write_json(&dir.join("sweep.json"), &sweep)?;
+        let report = dir.join("report.md");
+        std::fs::write(&report, sweep.render_markdown())?;
+        report_files(&[report]);
+        let all_exact = sweep.all_exact();
+        (sweep.phases[0].comparison.clone(), all_exact)
+    };
     if args.host_limits {
         let limits = weir_bench::host_limits::measure(&args.common.host_limits_options())?;
         println!(
             "{}",
             limits.render_against(
-                comparison.median_of(0, |r| r.produce.mb_per_s),
-                comparison.median_of(0, |r| r.consume.mb_per_s)
+                first.median_of(0, |r| r.produce.mb_per_s),
+                first.median_of(0, |r| r.consume.mb_per_s)
             )
         );
     }
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("compare.json");
-    let json =
-        serde_json::to_string_pretty(&comparison).map_err(|e| BenchError::Config(e.to_string()))?;
-    std::fs::write(&path, json)?;
-    report_files(&[path]);
-    let all_exact = comparison
-        .targets
-        .iter()
-        .flat_map(|t| &t.runs)
-        .all(|r| r.delivery.exactly_once || !r.delivery.checked);
     Ok(all_exact)
+}
+
+/// The value given for target `name` in a list of NAME=value flags.
+fn lookup<'a, T>(list: &'a [(String, T)], name: &str) -> Option<&'a T> {
+    list.iter()
+        .find(|(target, _)| target == name)
+        .map(|(_, v)| v)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), BenchError> {
+    let json =
+        serde_json::to_string_pretty(value).map_err(|e| BenchError::Config(e.to_string()))?;
+    std::fs::write(path, json)?;
+    report_files(&[path.to_path_buf()]);
+    Ok(())
 }
 
 fn report_files(files: &[PathBuf]) {

@@ -447,5 +447,6 @@ fn merge(
         errors: totals,
         host_limits,
         broker_stages: Vec::new(),
+        broker_usage: None,
     })
 }

@@ -45,6 +45,9 @@ pub struct RunResult {
     /// The broker's produce stages over the run (`--broker-metrics`; empty without it).
     #[serde(default)]
     pub broker_stages: Vec<crate::broker_stages::StageSummary>,
+    /// The broker process's CPU and memory over the run (`--broker-pid`; none without it).
+    #[serde(default)]
+    pub broker_usage: Option<crate::broker_usage::BrokerUsage>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -192,6 +195,7 @@ pub mod tests {
             host_limits: None,
             broker_stages: Vec::new(),
             windows: Vec::new(),
+            broker_usage: None,
         }
     }
 
