@@ -6,7 +6,8 @@
 #     (default 120 s), so retention deletes segments the whole time;
 #   - keyed: many producers with small batches (8 producers, 100 partitions, 100 B, no
 #     linger) at KEYED_RATE msg/s (default 3,000) over 1,000 keys, on a
-#     `cleanup.policy=compact,delete` topic, so the cleaner compacts it the whole time.
+#     `cleanup.policy=compact,delete` topic rolled every minute (`segment.ms`), so the
+#     cleaner compacts it the whole time.
 # Each run reports throughput and latency per 5-minute window (`--window-s`) and
 # checks that every acknowledged message was consumed exactly once; the broker's RSS and
 # CPU time go to `broker.tsv` once a minute.
@@ -60,7 +61,8 @@ done
 # Compaction may remove a record only after the keyed run has consumed it (the run checks
 # exactly-once delivery); its consumer keeps up within seconds.
 target/release/weirctl topic create --bootstrap "127.0.0.1:$PORT" soak-keyed --partitions 100 \
-    --config cleanup.policy=compact,delete --config min.compaction.lag.ms=30000 >/dev/null
+    --config cleanup.policy=compact,delete --config min.compaction.lag.ms=30000 \
+    --config segment.ms=60000 >/dev/null
 
 # Once a minute: seconds since start, RSS, and the broker's user+system CPU seconds.
 ticks=$(getconf CLK_TCK)
