@@ -409,6 +409,55 @@ fn refused_partition_changes() {
 /// looked ancient and was deleted at the next pass. As Kafka's LogValidator, the broker takes
 /// the records' timestamps and rewrites the header (CRC included) before appending.
 #[test]
+fn record_timestamps_outside_the_topics_bounds_are_invalid_timestamp_and_nothing_is_appended() {
+    let broker = Broker::start(&[]);
+    let mut c = broker.connect();
+    create_topic(
+        &mut c,
+        "bounded",
+        1,
+        &[
+            ("message.timestamp.before.max.ms", "60000"),
+            ("message.timestamp.after.max.ms", "60000"),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let produce_at = |c: &mut Client, timestamp: i64| {
+        let mut batch = record_batch(&[b"when"]);
+        batch[27..35].copy_from_slice(&timestamp.to_be_bytes());
+        batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(s("bounded")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch)))])]);
+        let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
+        r.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce_at(&mut c, now), 0);
+    assert_eq!(
+        produce_at(&mut c, now - 3_600_000),
+        32,
+        "an hour old: INVALID_TIMESTAMP"
+    );
+    assert_eq!(produce_at(&mut c, now + 3_600_000), 32, "an hour ahead");
+    assert_eq!(produce_at(&mut c, -1), 0, "no timestamp is exempt");
+    assert_eq!(
+        fetched_bases(&mut c, "bounded", 0),
+        [0, 1],
+        "nothing refused was appended"
+    );
+}
+
+#[test]
 fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data() {
     let broker = Broker::start(&["--log-retention-check-interval-ms", "200"]);
     let mut c = broker.connect();
@@ -417,10 +466,15 @@ fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    for _ in 0..20 {
+    for i in 0..20 {
         let mut batch = record_batch(&[b"fresh"]);
         batch[27..35].copy_from_slice(&now.to_be_bytes()); // firstTimestamp
         batch[35..43].copy_from_slice(&(-1i64).to_be_bytes()); // maxTimestamp, as Sarama
+        batch[12..16].copy_from_slice(&1000i32.to_be_bytes()); // a leader epoch of its own
+        if i % 2 == 1 {
+            // The LogAppendTime bit on a CreateTime topic must not shield the -1 from the fix.
+            batch[22] |= 0x08;
+        }
         let crc = crc32c::crc32c(&batch[21..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
         let request = ProduceRequest::default()
@@ -455,6 +509,9 @@ fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data(
     for (_, batch) in batches(records) {
         let max_timestamp = i64::from_be_bytes(batch[35..43].try_into().unwrap());
         assert_eq!(max_timestamp, now, "the header says what the records say");
+        assert_eq!(batch[22] & 0x08, 0, "CreateTime, as the topic says");
+        let epoch = i32::from_be_bytes(batch[12..16].try_into().unwrap());
+        assert_eq!(epoch, 0, "the broker's leader epoch, not the client's");
         let crc = u32::from_be_bytes(batch[17..21].try_into().unwrap());
         assert_eq!(crc, crc32c::crc32c(&batch[21..]), "and its CRC matches");
     }

@@ -759,6 +759,75 @@ fn produce_to_the_offsets_topic_is_refused_and_groups_still_load() {
 /// As Kafka, DeleteTopics does not delete an internal topic (the committed offsets live
 /// there); the other topics of the same request are deleted.
 #[test]
+fn the_offsets_topic_keeps_compaction_and_refuses_delete_records() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::incremental_alter_configs_request as incremental;
+
+    let mut broker = Broker::start(GROUP_FLAGS);
+    let mut c = broker.connect();
+    create_topic(&mut c, "t", 1);
+    find_coordinator(&mut c, "g");
+    assert_eq!(commit(&mut c, "g", -1, "", "t", &[(0, 7)]), vec![0]);
+    let offsets = || StrBytes::from_static_str("__consumer_offsets");
+    let incremental_set = |c: &mut Client, name: &'static str, value: &'static str| {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(offsets())
+                .with_configs(vec![incremental::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str(value)))]),
+        ]);
+        let r: IncrementalAlterConfigsResponse =
+            c.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+        r.responses[0].error_code
+    };
+    // Retention deleting every group's offsets: refused, by both config APIs.
+    assert_eq!(
+        incremental_set(&mut c, "cleanup.policy", "delete"),
+        code(ResponseError::InvalidConfig)
+    );
+    let legacy =
+        AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(offsets())
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("cleanup.policy"))
+                .with_value(Some(StrBytes::from_static_str("delete")))])]);
+    let r: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, 1, &legacy);
+    assert_eq!(
+        r.responses[0].error_code,
+        code(ResponseError::InvalidConfig)
+    );
+    // Tuning that keeps compaction stays allowed, as on Kafka.
+    assert_eq!(
+        incremental_set(&mut c, "cleanup.policy", "compact,delete"),
+        0
+    );
+    assert_eq!(incremental_set(&mut c, "segment.bytes", "1048576"), 0);
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(offsets()))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(-1)])]);
+    let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &request);
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        code(ResponseError::InvalidTopicException),
+        "Kafka: Cannot delete records of internal topic"
+    );
+    broker.restart();
+    let mut c = broker.connect();
+    assert_eq!(fetch_offsets(&mut c, "g", "t", &[0]), vec![7]);
+}
+
+#[test]
 fn delete_topics_refuses_the_offsets_topic() {
     let broker = Broker::start(GROUP_FLAGS);
     let mut c = broker.connect();

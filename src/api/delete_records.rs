@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use weir_storage::StorageError;
 
 use super::{group_by_owner, Answer, RequestContext};
-use crate::metadata::topic_config;
+use crate::metadata::{topic_config, topic_name};
 use crate::shard_context::ShardContext;
 
 struct Job {
@@ -41,6 +41,10 @@ pub async fn handle(
         for (pi, p) in topic.partitions.iter().enumerate() {
             let error = match image.owner(&name, p.partition_index) {
                 None => Some(ResponseError::UnknownTopicOrPartition),
+                // Kafka: "Cannot delete records of internal topic".
+                Some(_) if topic_name::is_internal(&name) => {
+                    Some(ResponseError::InvalidTopicException)
+                }
                 Some(_) if compact_only => Some(ResponseError::PolicyViolation),
                 Some(_) if p.offset < -1 => Some(ResponseError::OffsetOutOfRange),
                 Some(owner) => {

@@ -171,7 +171,11 @@ fn answer(
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(partition)
-        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+        .with_leader_epoch(if version >= 4 {
+            weir_storage::batch::LEADER_EPOCH
+        } else {
+            -1
+        });
     match result {
         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
         Err(error) => response

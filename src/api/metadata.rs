@@ -156,7 +156,11 @@ fn describe(
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_leader_epoch(if version >= 7 {
+                    weir_storage::batch::LEADER_EPOCH
+                } else {
+                    -1
+                })
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -245,7 +245,19 @@ fn plan_config_change(
     change: &ConfigChange,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let topic = image.topic(name).ok_or_else(|| no_such_topic(name))?;
-    config_change::apply(&topic.configs, change).map_err(|e| (e.error_code(), e.to_string()))
+    let configs = config_change::apply(&topic.configs, change)
+        .map_err(|e| (e.error_code(), e.to_string()))?;
+    if topic_name::is_internal(name) && topic_config::compaction_policy(&configs).is_none() {
+        // The group coordinator keeps one record per group and partition and relies on
+        // compaction for it; a `delete` policy would let retention drop every group's
+        // committed offsets. Kafka leaves this to ACLs; Weir has none on AlterConfigs yet,
+        // so any client could do it. Tuning the topic otherwise stays allowed.
+        return Err((
+            ResponseError::InvalidConfig,
+            format!("The internal topic {name} must keep cleanup.policy=compact: its records are every group's committed offsets."),
+        ));
+    }
+    Ok(configs)
 }
 
 /// Grows topics to more partitions (runs on shard 0), placed on the least-loaded shards.

@@ -306,6 +306,27 @@ pub fn compaction_policy(overrides: &BTreeMap<String, String>) -> Option<Compact
     })
 }
 
+/// How produce validation treats a topic's timestamps at `now_ms`: its
+/// `message.timestamp.type` and the `message.timestamp.before.max.ms` / `after.max.ms`
+/// bounds (KIP-937) on every record's CreateTime.
+pub fn timestamp_policy(
+    overrides: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> weir_storage::batch::TimestampPolicy {
+    let bound = |name: &str| {
+        lookup(overrides, name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .unwrap_or(i64::MAX)
+    };
+    weir_storage::batch::TimestampPolicy {
+        log_append_time: log_append_time(overrides),
+        now_ms,
+        before_max_ms: bound("message.timestamp.before.max.ms"),
+        after_max_ms: bound("message.timestamp.after.max.ms"),
+    }
+}
+
 /// Whether the broker stamps its own time on appended batches
 /// (`message.timestamp.type=LogAppendTime`).
 pub fn log_append_time(overrides: &BTreeMap<String, String>) -> bool {

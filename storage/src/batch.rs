@@ -69,6 +69,50 @@ pub enum BatchError {
         producer_id: i64,
         sequence: i32,
     },
+    /// Kafka's INVALID_TIMESTAMP (`message.timestamp.before.max.ms` / `after.max.ms`).
+    #[error(
+        "batch at byte {at}: timestamp {timestamp} of a record is out of range: more than \
+         {before_max_ms} ms before or {after_max_ms} ms after the broker's time {now_ms}"
+    )]
+    TimestampOutOfRange {
+        at: usize,
+        timestamp: i64,
+        now_ms: i64,
+        before_max_ms: i64,
+        after_max_ms: i64,
+    },
+}
+
+/// What a topic asks of a client's timestamps, as Kafka's LogValidator applies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampPolicy {
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps its own time at append, so
+    /// the records' times are neither checked nor summarized.
+    pub log_append_time: bool,
+    /// The broker's clock, in ms since the epoch.
+    pub now_ms: i64,
+    /// `message.timestamp.before.max.ms`: how far behind `now_ms` a record may be.
+    pub before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of `now_ms` a record may be.
+    pub after_max_ms: i64,
+}
+
+impl TimestampPolicy {
+    /// CreateTime with no bounds (Kafka's defaults before 4.x tightened `after.max.ms`).
+    pub fn create_time_unbounded() -> TimestampPolicy {
+        TimestampPolicy {
+            log_append_time: false,
+            now_ms: 0,
+            before_max_ms: i64::MAX,
+            after_max_ms: i64::MAX,
+        }
+    }
+
+    fn in_range(&self, timestamp: i64) -> bool {
+        // Subtractions in i128: a client's timestamp can be anything an i64 holds.
+        let (now, t) = (i128::from(self.now_ms), i128::from(timestamp));
+        now - t <= i128::from(self.before_max_ms) && t - now <= i128::from(self.after_max_ms)
+    }
 }
 
 impl BatchError {
@@ -213,7 +257,15 @@ pub fn check_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// is appended, as Kafka's LogValidator does for a client's batches: framing, magic, CRC32C,
 /// codec, counts, producer fields, and every record inside (decompressed if need be) read
 /// strictly, a compressed batch's records numbered 0, 1, 2, ...
-pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> {
+///
+/// On a CreateTime topic every record's timestamp must lie within the policy's bounds, and a
+/// batch whose header `maxTimestamp` or timestamp-type bit disagrees with its records counts
+/// in `stale_max_timestamps` (`correct_max_timestamps` rewrites it). On a LogAppendTime
+/// topic the append stamps the header, whatever the client put there.
+pub fn validate_produce_batches(
+    buf: &[u8],
+    policy: &TimestampPolicy,
+) -> Result<BatchSummary, BatchError> {
     if buf.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -229,12 +281,30 @@ pub fn validate_produce_batches(buf: &[u8]) -> Result<BatchSummary, BatchError> 
         let rest = &buf[at..];
         let header = check_batch(rest).map_err(|e| e.at(at))?;
         check_client_header(&header).map_err(|e| e.at(at))?;
-        let max_delta = max_timestamp_delta(&rest[..header.batch_len], &header)
+        let (min_delta, max_delta) = timestamp_deltas(&rest[..header.batch_len], &header)
             .map_err(|source| BatchError::Records { at, source })?;
         let mut max_timestamp = header.max_timestamp;
-        if let Some(from_records) = create_time_max(&header, max_delta) {
-            max_timestamp = from_records;
-            if max_timestamp != header.max_timestamp {
+        if !policy.log_append_time {
+            // A record without a timestamp (-1) is exempt, as on Kafka; the smallest delta
+            // already leaves those out.
+            let out_of_range = [min_delta, max_delta]
+                .into_iter()
+                .filter(|&delta| delta != i64::MAX)
+                .map(|delta| header.base_timestamp.saturating_add(delta))
+                .find(|&t| t != NO_TIMESTAMP && !policy.in_range(t));
+            if let Some(timestamp) = out_of_range {
+                return Err(BatchError::TimestampOutOfRange {
+                    at,
+                    timestamp,
+                    now_ms: policy.now_ms,
+                    before_max_ms: policy.before_max_ms,
+                    after_max_ms: policy.after_max_ms,
+                });
+            }
+            max_timestamp = header.base_timestamp.saturating_add(max_delta);
+            if max_timestamp != header.max_timestamp
+                || header.attributes & LOG_APPEND_TIME_FLAG != 0
+            {
                 summary.stale_max_timestamps += 1;
             }
         }
@@ -276,14 +346,15 @@ fn check_client_header(header: &BatchHeader) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// Reads every record of a client's batch strictly and returns the largest timestamp delta
-/// among them (the records' own timestamps, which Kafka takes over the header's). In a
-/// compressed batch the records must be numbered from 0 up, as Kafka requires of a wrapper's
-/// inner records; an uncompressed batch's offset deltas are not checked, as on Kafka.
-fn max_timestamp_delta(batch: &[u8], header: &BatchHeader) -> Result<i64, RecordsError> {
+/// Reads every record of a client's batch strictly and returns the smallest timestamp delta
+/// among records that have a timestamp (i64::MAX if none has) and the largest among all (the
+/// records' own timestamps, which Kafka takes over the header's). In a compressed batch the records must be numbered from 0 up, as Kafka
+/// requires of a wrapper's inner records; an uncompressed batch's offset deltas are not
+/// checked, as on Kafka.
+fn timestamp_deltas(batch: &[u8], header: &BatchHeader) -> Result<(i64, i64), RecordsError> {
     let compressed = header.codec() != CODEC_NONE;
     records::with_records(batch, header, |records| {
-        let mut max_delta = i64::MIN;
+        let (mut min_delta, mut max_delta) = (i64::MAX, i64::MIN);
         for (index, record) in (0..).zip(records) {
             let record = record?;
             if compressed && record.offset_delta != index {
@@ -292,9 +363,12 @@ fn max_timestamp_delta(batch: &[u8], header: &BatchHeader) -> Result<i64, Record
                     reason: "inner records of a compressed batch do not have incremental offsets",
                 });
             }
+            if header.base_timestamp.saturating_add(record.timestamp_delta) != NO_TIMESTAMP {
+                min_delta = min_delta.min(record.timestamp_delta);
+            }
             max_delta = max_delta.max(record.timestamp_delta);
         }
-        Ok(max_delta)
+        Ok((min_delta, max_delta))
     })
 }
 
@@ -385,11 +459,12 @@ pub fn check_framing(buf: &[u8]) -> Result<u64, BatchError> {
     Ok(records)
 }
 
-/// Rewrites the header `maxTimestamp` of every CreateTime batch whose records say otherwise,
-/// and its CRC, which covers it: Kafka's LogValidator does the same, and retention and
-/// `segment.ms` read the header. For a payload that passed `validate_produce_batches` (and
-/// reported `stale_max_timestamps`, which is rare: only then does this second read, and the
-/// copy the caller made to call it, happen); anything else is left.
+/// For a CreateTime topic: rewrites the header `maxTimestamp` of every batch whose records
+/// say otherwise, clears a LogAppendTime bit the client set, and recomputes the CRC, which
+/// covers both. Kafka's LogValidator does the same, and retention and `segment.ms` read the
+/// header. For a payload that passed `validate_produce_batches` (and reported
+/// `stale_max_timestamps`, which is rare: only then does this second read, and the copy the
+/// caller made to call it, happen); anything else is left.
 pub fn correct_max_timestamps(buf: &mut [u8]) {
     let mut at = 0;
     while at < buf.len() {
@@ -400,23 +475,19 @@ pub fn correct_max_timestamps(buf: &mut [u8]) {
             return;
         };
         if header.records_count > 0 {
-            let from_records = max_timestamp_delta(batch, &header)
-                .ok()
-                .and_then(|max_delta| create_time_max(&header, max_delta));
-            if let Some(max_timestamp) = from_records.filter(|&t| t != header.max_timestamp) {
-                set_max_timestamp(batch, max_timestamp);
+            if let Ok((_, max_delta)) = timestamp_deltas(batch, &header) {
+                let max_timestamp = header.base_timestamp.saturating_add(max_delta);
+                let bit_set = header.attributes & LOG_APPEND_TIME_FLAG != 0;
+                if max_timestamp != header.max_timestamp || bit_set {
+                    let attributes = header.attributes & !LOG_APPEND_TIME_FLAG;
+                    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
+                        .copy_from_slice(&attributes.to_be_bytes());
+                    set_max_timestamp(batch, max_timestamp);
+                }
             }
         }
         at += header.batch_len;
     }
-}
-
-/// The max timestamp a CreateTime batch's records give (their largest delta from the base),
-/// which Kafka's LogValidator takes over the header's; None for LogAppendTime, which the
-/// broker stamps.
-fn create_time_max(header: &BatchHeader, max_delta: i64) -> Option<i64> {
-    (header.attributes & LOG_APPEND_TIME_FLAG == 0)
-        .then(|| header.base_timestamp.saturating_add(max_delta))
 }
 
 /// Writes a batch's `maxTimestamp` and recomputes the CRC, which covers it.
@@ -444,11 +515,25 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// The leader epoch of every partition of a single-node broker, as Metadata and ListOffsets
+/// report it; replication will keep one per partition.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Writes the partition leader epoch into a batch, as Kafka's leader stamps its epoch into
+/// every batch it appends: a client's value would otherwise reach consumers, which take
+/// epochs from batches (KIP-320). Outside the CRC, like the base offset.
+pub fn stamp_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
+    batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
 /// The attributes bit saying the batch's max timestamp is the broker's append time.
 const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 /// The attributes bit of a control batch (transaction markers), which only brokers write.
 const CONTROL_FLAG: i16 = 0x20;
 const MAX_TIMESTAMP_AT: usize = 35;
+const LEADER_EPOCH_AT: usize = 12;
+/// A record's timestamp when its producer gave none.
+const NO_TIMESTAMP: i64 = -1;
 
 /// Marks a batch as `LogAppendTime` with the broker's clock (topic config
 /// `message.timestamp.type=LogAppendTime`): sets the timestamp-type attribute and the max
@@ -464,6 +549,11 @@ pub fn stamp_log_append_time(batch: &mut [u8], timestamp: i64) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// CreateTime without bounds: the rules every client batch is held to regardless.
+    fn validate(buf: &[u8]) -> Result<BatchSummary, BatchError> {
+        validate_produce_batches(buf, &TimestampPolicy::create_time_unbounded())
+    }
 
     fn put_varint(out: &mut Vec<u8>, value: i64) {
         let mut v = ((value << 1) ^ (value >> 63)) as u64;
@@ -524,11 +614,11 @@ pub(crate) mod tests {
         let first_len = first.len();
         let mut payload = first;
         payload.extend(batch(&[b"ok"], 5000));
-        let summary = validate_produce_batches(&payload).unwrap();
+        let summary = validate(&payload).unwrap();
         assert_eq!(summary.stale_max_timestamps, 1);
         assert_eq!(summary.max_timestamp, 5000);
         correct_max_timestamps(&mut payload);
-        let corrected = validate_produce_batches(&payload).expect("CRC recomputed");
+        let corrected = validate(&payload).expect("CRC recomputed");
         assert_eq!(corrected.stale_max_timestamps, 0);
         assert_eq!(parse_header(&payload).unwrap().max_timestamp, 1002);
         assert_eq!(
@@ -542,7 +632,7 @@ pub(crate) mod tests {
     fn accepts_valid_batches_and_sums_them() {
         let mut payload = batch(&[b"a", b"bb"], 1000);
         payload.extend(batch(&[b"ccc"], 5000));
-        let summary = validate_produce_batches(&payload).unwrap();
+        let summary = validate(&payload).unwrap();
         assert_eq!(
             summary,
             BatchSummary {
@@ -558,38 +648,33 @@ pub(crate) mod tests {
     #[test]
     fn rejects_damage_as_corrupt() {
         let good = batch(&[b"hello"], 1);
-        assert_eq!(validate_produce_batches(&[]), Err(BatchError::Empty));
+        assert_eq!(validate(&[]), Err(BatchError::Empty));
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 1;
         assert!(matches!(
-            validate_produce_batches(&bad_crc),
+            validate(&bad_crc),
             Err(BatchError::CrcMismatch { .. })
         ));
         let mut bad_magic = good.clone();
         bad_magic[MAGIC_AT] = 1;
         assert!(matches!(
-            validate_produce_batches(&bad_magic),
+            validate(&bad_magic),
             Err(BatchError::BadMagic { magic: 1, .. })
         ));
         for cut in [1, 12, 60, good.len() - 1] {
-            let err = validate_produce_batches(&good[..cut]).unwrap_err();
+            let err = validate(&good[..cut]).unwrap_err();
             assert!(err.is_corrupt(), "cut at {cut}: {err}");
         }
         let mut trailing = good.clone();
         trailing.extend_from_slice(&[0; 5]);
-        assert!(validate_produce_batches(&trailing)
-            .unwrap_err()
-            .is_corrupt());
+        assert!(validate(&trailing).unwrap_err().is_corrupt());
         let mut huge = good.clone();
         huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert!(matches!(
-            validate_produce_batches(&huge),
-            Err(BatchError::BadLength { .. })
-        ));
+        assert!(matches!(validate(&huge), Err(BatchError::BadLength { .. })));
         let mut negative = good;
         negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(matches!(
-            validate_produce_batches(&negative),
+            validate(&negative),
             Err(BatchError::BadLength { .. })
         ));
     }
@@ -600,27 +685,24 @@ pub(crate) mod tests {
         codec[22] = 5;
         fix(&mut codec);
         assert!(matches!(
-            validate_produce_batches(&codec),
+            validate(&codec),
             Err(BatchError::BadCodec { codec: 5, .. })
         ));
         let mut count = batch(&[b"x", b"y"], 1);
         count[57..61].copy_from_slice(&3i32.to_be_bytes());
         fix(&mut count);
-        let err = validate_produce_batches(&count).unwrap_err();
+        let err = validate(&count).unwrap_err();
         assert!(!err.is_corrupt() && matches!(err, BatchError::BadCount { .. }));
         let mut zero = batch(&[b"x"], 1);
         zero[57..61].copy_from_slice(&0i32.to_be_bytes());
         zero[23..27].copy_from_slice(&(-1i32).to_be_bytes());
         fix(&mut zero);
-        assert!(matches!(
-            validate_produce_batches(&zero),
-            Err(BatchError::BadCount { .. })
-        ));
+        assert!(matches!(validate(&zero), Err(BatchError::BadCount { .. })));
         // Record framing that does not fill the batch, CRC recomputed so only framing is wrong.
         let mut framing = batch(&[b"abc"], 1);
         framing[61] = 0x7e; // record length 63: past the end
         fix(&mut framing);
-        let err = validate_produce_batches(&framing).unwrap_err();
+        let err = validate(&framing).unwrap_err();
         assert!(
             !err.is_corrupt() && matches!(err, BatchError::Records { .. }),
             "{err}"
@@ -629,14 +711,14 @@ pub(crate) mod tests {
         control[22] |= 0x20;
         fix(&mut control);
         assert!(matches!(
-            validate_produce_batches(&control),
+            validate(&control),
             Err(BatchError::ControlBatch { at: 0 })
         ));
         let mut no_sequence = batch(&[b"x"], 1);
         no_sequence[43..51].copy_from_slice(&7i64.to_be_bytes()); // producer id, sequence -1
         fix(&mut no_sequence);
         assert!(matches!(
-            validate_produce_batches(&no_sequence),
+            validate(&no_sequence),
             Err(BatchError::BadSequence { sequence: -1, .. })
         ));
     }
@@ -649,7 +731,7 @@ pub(crate) mod tests {
         let mut payload = first.clone();
         payload.extend_from_slice(&second);
         payload.extend(batch(&[b"d"], 3));
-        match validate_produce_batches(&payload) {
+        match validate(&payload) {
             Err(BatchError::CrcMismatch { at, .. }) => assert_eq!(at, first.len()),
             other => panic!("expected a CRC mismatch, got {other:?}"),
         }
@@ -704,28 +786,28 @@ pub(crate) mod tests {
         use crate::records::tests::compressed_batch;
         for codec in 1..=4 {
             let good = compressed_batch(codec, &records_section(0..10), 10);
-            let summary = validate_produce_batches(&good).unwrap();
+            let summary = validate(&good).unwrap();
             assert_eq!((summary.record_count, summary.max_timestamp), (10, 1_009));
 
             // A valid CRC over a count of 2^31 - 1 (the broker-killing batch of issue 11).
             let lying = compressed_batch(codec, &records_section(0..10), i32::MAX);
-            let err = validate_produce_batches(&lying).unwrap_err();
+            let err = validate(&lying).unwrap_err();
             assert!(
                 !err.is_corrupt() && matches!(err, BatchError::Records { .. }),
                 "{err}"
             );
             let short = compressed_batch(codec, &records_section(0..10), 9);
-            assert!(validate_produce_batches(&short).is_err(), "codec {codec}");
+            assert!(validate(&short).is_err(), "codec {codec}");
 
             let skipping = compressed_batch(codec, &records_section((0..10).map(|i| i * 2)), 10);
-            let err = validate_produce_batches(&skipping).unwrap_err();
+            let err = validate(&skipping).unwrap_err();
             assert!(err.to_string().contains("incremental offsets"), "{err}");
 
             let mut garbage = good.clone();
             let end = garbage.len();
             garbage[HEADER_BYTES..end].fill(0x5a);
             fix(&mut garbage);
-            assert!(validate_produce_batches(&garbage).unwrap_err().is_corrupt());
+            assert!(validate(&garbage).unwrap_err().is_corrupt());
         }
     }
 
@@ -734,19 +816,88 @@ pub(crate) mod tests {
         let mut payload = crate::records::tests::compressed_batch(3, &records_section(0..4), 4);
         payload[35..43].copy_from_slice(&(-1i64).to_be_bytes());
         fix(&mut payload);
-        assert_eq!(
-            validate_produce_batches(&payload)
-                .unwrap()
-                .stale_max_timestamps,
-            1
-        );
+        assert_eq!(validate(&payload).unwrap().stale_max_timestamps, 1);
         correct_max_timestamps(&mut payload);
         assert_eq!(parse_header(&payload).unwrap().max_timestamp, 1_003);
+        assert_eq!(validate(&payload).unwrap().stale_max_timestamps, 0);
+    }
+
+    #[test]
+    fn a_clients_log_append_time_bit_on_a_create_time_topic_is_cleared_and_max_corrected() {
+        // Sarama's lying -1 again, behind the LogAppendTime bit: before, the bit made the
+        // validator skip the correction, and retention took the data for ancient.
+        let mut payload = batch(&[b"a", b"bb"], 1000);
+        payload[ATTRIBUTES_AT + 1] |= LOG_APPEND_TIME_FLAG as u8;
+        payload[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+        fix(&mut payload);
+        assert_eq!(validate(&payload).unwrap().stale_max_timestamps, 1);
+        correct_max_timestamps(&mut payload);
+        let header = check_batch(&payload).expect("CRC recomputed");
+        assert_eq!(header.max_timestamp, 1001);
         assert_eq!(
-            validate_produce_batches(&payload)
-                .unwrap()
-                .stale_max_timestamps,
-            0
+            header.attributes & LOG_APPEND_TIME_FLAG,
+            0,
+            "CreateTime, as the topic"
+        );
+        assert_eq!(validate(&payload).unwrap().stale_max_timestamps, 0);
+    }
+
+    #[test]
+    fn record_timestamps_outside_the_topics_bounds_are_refused() {
+        let now = 1_700_000_000_000;
+        let policy = TimestampPolicy {
+            log_append_time: false,
+            now_ms: now,
+            before_max_ms: 60_000,
+            after_max_ms: 1_000,
+        };
+        let check = |base_ts: i64, policy: &TimestampPolicy| {
+            validate_produce_batches(&batch(&[b"a", b"b", b"c"], base_ts), policy)
+        };
+        // Records at base, base+1, base+2: the oldest and the newest both count.
+        assert!(check(now - 60_000, &policy).is_ok());
+        assert!(check(now + 998, &policy).is_ok());
+        let old = check(now - 60_001, &policy).unwrap_err();
+        assert!(
+            matches!(old, BatchError::TimestampOutOfRange { timestamp, .. } if timestamp == now - 60_001),
+            "{old}"
+        );
+        assert!(!old.is_corrupt(), "a rule broken, not damaged bytes");
+        let ahead = check(now + 999, &policy).unwrap_err();
+        assert!(
+            matches!(ahead, BatchError::TimestampOutOfRange { timestamp, .. } if timestamp == now + 1_001),
+            "{ahead}"
+        );
+        // A second batch out of range fails the whole payload, placed at its byte.
+        let mut payload = batch(&[b"a"], now);
+        let second_at = payload.len();
+        payload.extend(batch(&[b"a"], 0));
+        assert!(
+            matches!(validate_produce_batches(&payload, &policy), Err(BatchError::TimestampOutOfRange { at, .. }) if at == second_at)
+        );
+        // No timestamp (-1) is exempt; LogAppendTime topics take any, the broker stamps them.
+        assert!(validate_produce_batches(&batch(&[b"a"], NO_TIMESTAMP), &policy).is_ok());
+        let log_append = TimestampPolicy {
+            log_append_time: true,
+            ..policy
+        };
+        assert!(check(0, &log_append).is_ok());
+        // Unbounded takes the extremes without overflowing.
+        let unbounded = TimestampPolicy {
+            now_ms: now,
+            ..TimestampPolicy::create_time_unbounded()
+        };
+        assert!(check(0, &unbounded).is_ok() && check(i64::MAX - 10, &unbounded).is_ok());
+    }
+
+    #[test]
+    fn stamping_the_leader_epoch_keeps_the_crc_valid() {
+        let mut b = batch(&[b"x"], 1);
+        b[12..16].copy_from_slice(&1000i32.to_be_bytes());
+        stamp_leader_epoch(&mut b, LEADER_EPOCH);
+        assert_eq!(
+            check_batch(&b).unwrap().partition_leader_epoch,
+            LEADER_EPOCH
         );
     }
 

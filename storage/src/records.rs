@@ -441,8 +441,22 @@ fn snappy_into(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The most a snappy block's bytes expand to (a 2-byte copy element makes up to 11 bytes, a
+/// 3-byte one up to 64: about 21 times), with room to spare.
+const SNAPPY_EXPANSION_MAX: usize = 32;
+
 fn snappy_block_into(block: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     let len = snap::raw::decompress_len(block).map_err(std::io::Error::other)?;
+    // The length is the block's own claim, read from the input: bound it by what the block's
+    // bytes can expand to before zeroing that much. A snappy copy element makes at most 64
+    // bytes from 2 to 5 bytes of input, so no block expands more than 32 times (plus its
+    // few header bytes).
+    if len > block.len().saturating_mul(SNAPPY_EXPANSION_MAX) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "snappy block claims more bytes than its input can hold",
+        ));
+    }
     let start = out.len();
     if start.saturating_add(len) > RECORDS_BYTES_MAX {
         return Err(too_large());
@@ -736,5 +750,31 @@ pub(crate) mod tests {
             decompress_into(5, &garbage, &mut Vec::new()),
             Err(RecordsError::UnknownCodec(5))
         );
+    }
+
+    #[test]
+    fn a_snappy_block_claiming_more_than_it_can_hold_allocates_nothing() {
+        // A varint length of 200 MiB and three bytes of "data".
+        let mut block = Vec::new();
+        let mut claim = 200u64 << 20;
+        while claim >= 0x80 {
+            block.push((claim as u8) | 0x80);
+            claim >>= 7;
+        }
+        block.push(claim as u8);
+        block.extend_from_slice(&[0, 1, 2]);
+        let mut out = Vec::new();
+        assert!(snappy_block_into(&block, &mut out).is_err());
+        assert!(out.capacity() < 1 << 20, "capacity {}", out.capacity());
+        // A real block at snappy's best ratio still decodes.
+        let zeros = vec![0u8; 1 << 20];
+        let compressed = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        assert!(
+            compressed.len() * SNAPPY_EXPANSION_MAX >= zeros.len(),
+            "ratio {}",
+            zeros.len() / compressed.len()
+        );
+        snappy_block_into(&compressed, &mut out).expect("decodes");
+        assert_eq!(out, zeros);
     }
 }

@@ -164,6 +164,7 @@ impl PartitionLog {
         let start = pending.data.len();
         pending.data.extend_from_slice(bytes);
         batch::stamp_base_offset(&mut pending.data[start..], header.base_offset);
+        batch::stamp_leader_epoch(&mut pending.data[start..], batch::LEADER_EPOCH);
         if let Some(timestamp) = log_append_time {
             batch::stamp_log_append_time(&mut pending.data[start..], timestamp);
         }
