@@ -491,6 +491,23 @@ mod tests {
     use crate::segment;
 
     #[test]
+    fn a_garbage_start_checkpoint_is_ignored_not_fatal() {
+        run(|dir| async move {
+            {
+                let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                    .await
+                    .unwrap();
+                log.append(&batch(&[b"a", b"b"], 1)).await.unwrap();
+            }
+            std::fs::write(dir.join("log-start-offset"), b"\xff\x00garbage").unwrap();
+            let log = PartitionLog::open(dir.clone(), LogConfig::default())
+                .await
+                .expect("a damaged checkpoint does not keep the log from opening");
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 2));
+        });
+    }
+
+    #[test]
     fn a_log_whose_segments_all_went_starts_at_its_start_checkpoint_not_at_zero() {
         run(|dir| async move {
             // What a crash leaves after retention deleted every segment and before the new

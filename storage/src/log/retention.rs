@@ -206,22 +206,31 @@ pub(super) fn deletable_prefix(segments: &[Segment], pending: &[super::PendingWr
     n
 }
 
-/// Reads the checkpointed log start offset, if any.
+/// Reads the checkpointed log start offset, if any. A checkpoint that does not parse is
+/// ignored with a warning: the start then falls back to the first segment's base, which
+/// can only make records a DeleteRecords had hidden readable again. The broker must not
+/// refuse to start over a damaged checkpoint.
 pub(super) fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
-    read_offset_file(dir, LOG_START_CHECKPOINT)
+    match read_offset_file(dir, LOG_START_CHECKPOINT) {
+        Err(e @ StorageError::Corrupt { .. }) => {
+            tracing::warn!("{e}; the log starts at its first segment");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Reads an offset file of the partition directory (a checkpoint), if there is one.
 pub(super) fn read_offset_file(dir: &Path, name: &str) -> Result<Option<i64>, StorageError> {
     let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
+    match std::fs::read(&path) {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
             .map(Some)
-            .map_err(|_| StorageError::Corrupt {
+            .ok_or_else(|| StorageError::Corrupt {
                 path,
-                reason: format!("{text:?} is not an offset"),
+                reason: format!("{:?} is not an offset", String::from_utf8_lossy(&bytes)),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StorageError::io("reading", path)(e)),
@@ -281,7 +290,25 @@ mod tests {
             };
             let deleted = log.apply_retention(policy, 200).await.unwrap();
             assert!(deleted > 0);
+            // Every file of each deleted segment is gone.
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
             let start = log.log_start_offset();
+            let first_kept = names
+                .iter()
+                .filter_map(|n| n.split('.').next()?.parse::<i64>().ok())
+                .min();
+            assert!(first_kept.is_some_and(|b| b <= start && b > 0), "{names:?}");
+            assert_eq!(
+                names
+                    .iter()
+                    .filter(|n| n.starts_with("00000000000000000000."))
+                    .count(),
+                0,
+                "the first segment's log and indexes are all gone: {names:?}"
+            );
             assert!(start > 0 && start <= 10, "start {start}");
             assert_eq!(all_bases(&log).await, (start..20).collect::<Vec<_>>());
             assert!(matches!(
