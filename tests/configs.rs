@@ -408,6 +408,23 @@ fn refused_partition_changes() {
 /// carry real timestamps. Retention reads the header, so, stored as sent, every such batch
 /// looked ancient and was deleted at the next pass. As Kafka's LogValidator, the broker takes
 /// the records' timestamps and rewrites the header (CRC included) before appending.
+/// Produces one batch a test has edited to partition 0 of `topic`, its CRC recomputed as a
+/// client would; returns the partition's error code.
+fn produce_signed(c: &mut Client, topic: &str, mut batch: Vec<u8>) -> i16 {
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
+    r.responses[0].partition_responses[0].error_code
+}
+
 #[test]
 fn record_timestamps_outside_the_topics_bounds_are_invalid_timestamp_and_nothing_is_appended() {
     let broker = Broker::start(&[]);
@@ -429,18 +446,7 @@ fn record_timestamps_outside_the_topics_bounds_are_invalid_timestamp_and_nothing
         let mut batch = record_batch(&[b"when"]);
         batch[27..35].copy_from_slice(&timestamp.to_be_bytes());
         batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(s("bounded")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(Bytes::from(batch)))])]);
-        let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
-        r.responses[0].partition_responses[0].error_code
+        produce_signed(c, "bounded", batch)
     };
     assert_eq!(produce_at(&mut c, now), 0);
     assert_eq!(
@@ -475,18 +481,7 @@ fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data(
             // The LogAppendTime bit on a CreateTime topic must not shield the -1 from the fix.
             batch[22] |= 0x08;
         }
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(s("sarama")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(Bytes::from(batch)))])]);
-        let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(produce_signed(&mut c, "sarama", batch), 0);
     }
     // Ten retention passes.
     std::thread::sleep(std::time::Duration::from_secs(2));
