@@ -98,7 +98,7 @@ pub struct TimestampPolicy {
 }
 
 impl TimestampPolicy {
-    /// CreateTime with no bounds (Kafka's defaults before 4.x tightened `after.max.ms`).
+    /// CreateTime with no bounds: the topic defaults Weir ships (Long.MAX_VALUE, as Kafka 3.x).
     pub fn create_time_unbounded() -> TimestampPolicy {
         TimestampPolicy {
             log_append_time: false,
