@@ -91,6 +91,20 @@ pub fn metadata_snapshot(data: &[u8]) {
     let _ = crate::metadata::snapshot::decode(data);
 }
 
+/// A `__consumer_offsets` record's key and value, as the group load reads them at every
+/// start (the first byte picks which decoder gets the rest).
+pub fn offsets_topic_record(data: &[u8]) {
+    use crate::group::records;
+    let Some((&kind, bytes)) = data.split_first() else {
+        return;
+    };
+    match kind % 3 {
+        0 => drop(records::decode_key(bytes)),
+        1 => drop(records::decode_offset_value(bytes)),
+        _ => drop(records::decode_group_value(bytes)),
+    }
+}
+
 /// The files of a partition directory read at open, after a crash or a power cut left them
 /// as it did: the first byte picks the decoder (`StoredFile`), the rest is the file.
 pub fn stored_files(data: &[u8]) {
@@ -364,5 +378,43 @@ mod tests {
             &[crate::metadata::snapshot::encode(&image)],
             50_000,
         );
+    }
+
+    #[test]
+    fn offsets_topic_record_decoding_never_panics() {
+        use crate::group::records::{self, GroupValue, MemberValue, OffsetValue};
+        let group = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 3,
+            protocol: Some("range".into()),
+            leader: Some("m-1".into()),
+            state_timestamp: 1,
+            members: vec![MemberValue {
+                member_id: "m-1".into(),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 300_000,
+                session_timeout_ms: 45_000,
+                ..MemberValue::default()
+            }],
+        };
+        let offset = OffsetValue {
+            offset: 7,
+            leader_epoch: -1,
+            metadata: "m".into(),
+            commit_timestamp: 1,
+        };
+        let with_kind = |kind: u8, bytes: Bytes| {
+            let mut seed = vec![kind];
+            seed.extend_from_slice(&bytes);
+            seed
+        };
+        let seeds = [
+            with_kind(0, records::offset_key("g", "t", 0)),
+            with_kind(0, records::group_key("g")),
+            with_kind(1, records::offset_value(&offset)),
+            with_kind(2, records::group_value(&group)),
+        ];
+        run(offsets_topic_record, &seeds, 100_000);
     }
 }
