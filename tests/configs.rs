@@ -4,8 +4,7 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::requests::{create_topic, fetched_bases, produce, s};
+use common::requests::{create_topic, fetched_bases, produce, produce_batch, s};
 use common::{batches, record_batch, Broker, Client};
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource, AlterableConfig as ReplacedConfig,
@@ -19,7 +18,6 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource as IncrementalResource, AlterableConfig as ConfigOperation,
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 
 const TOPIC: i8 = 2;
@@ -404,25 +402,12 @@ fn refused_partition_changes() {
     assert_eq!(partition_count(&mut client, "fixed"), 2);
 }
 
-/// Sarama (Version V2_0_0_0) sends `maxTimestamp = -1` in every batch header while its records
-/// carry real timestamps. Retention reads the header, so, stored as sent, every such batch
-/// looked ancient and was deleted at the next pass. As Kafka's LogValidator, the broker takes
-/// the records' timestamps and rewrites the header (CRC included) before appending.
 /// Produces one batch a test has edited to partition 0 of `topic`, its CRC recomputed as a
 /// client would; returns the partition's error code.
 fn produce_signed(c: &mut Client, topic: &str, mut batch: Vec<u8>) -> i16 {
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(batch)))])]);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &request);
-    r.responses[0].partition_responses[0].error_code
+    produce_batch(c, topic, 0, batch).0
 }
 
 #[test]
@@ -463,6 +448,10 @@ fn record_timestamps_outside_the_topics_bounds_are_invalid_timestamp_and_nothing
     );
 }
 
+/// Sarama (Version V2_0_0_0) sends `maxTimestamp = -1` in every batch header while its records
+/// carry real timestamps. Retention reads the header, so, stored as sent, every such batch
+/// looked ancient and was deleted at the next pass. As Kafka's LogValidator, the broker takes
+/// the records' timestamps and rewrites the header (CRC included) before appending.
 #[test]
 fn a_header_max_timestamp_of_minus_one_does_not_let_retention_delete_fresh_data() {
     let broker = Broker::start(&["--log-retention-check-interval-ms", "200"]);

@@ -36,6 +36,17 @@ pub fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &
 
 /// An acks=all Produce of one single-record batch: (error code, base offset).
 pub fn produce(client: &mut Client, topic: &str, partition: i32, value: &[u8]) -> (i16, i64) {
+    produce_batch(client, topic, partition, record_batch(&[value]))
+}
+
+/// An acks=all Produce of `records` (batches as the test built them) to one partition:
+/// (error code, base offset).
+pub fn produce_batch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Vec<u8>,
+) -> (i16, i64) {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -43,7 +54,7 @@ pub fn produce(client: &mut Client, topic: &str, partition: i32, value: &[u8]) -
             .with_name(TopicName(s(topic)))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
-                .with_records(Some(Bytes::from(record_batch(&[value]))))])]);
+                .with_records(Some(Bytes::from(records)))])]);
     let r: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
