@@ -165,15 +165,19 @@ impl Comparison {
             .collect()
     }
 
-    fn delivery_line(&self) -> String {
-        let all_exact = self
-            .targets
+    /// Every run of every target delivered each acknowledged message exactly once (or had
+    /// no consumers to check).
+    pub fn all_exact(&self) -> bool {
+        self.targets
             .iter()
             .flat_map(|t| &t.runs)
-            .all(|r| r.delivery.exactly_once || !r.delivery.checked);
+            .all(|r| r.delivery.exactly_once || !r.delivery.checked)
+    }
+
+    fn delivery_line(&self) -> String {
         format!(
             "delivery: {}  (+ better, - worse for the target than for {})",
-            if all_exact {
+            if self.all_exact() {
                 "exactly once in every run"
             } else {
                 "SOME RUNS FAILED THE DELIVERY CHECK"
@@ -321,11 +325,7 @@ impl Sweep {
     }
 
     pub fn all_exact(&self) -> bool {
-        self.phases
-            .iter()
-            .flat_map(|p| &p.comparison.targets)
-            .flat_map(|t| &t.runs)
-            .all(|r| r.delivery.exactly_once || !r.delivery.checked)
+        self.phases.iter().all(|p| p.comparison.all_exact())
     }
 }
 

@@ -112,9 +112,10 @@ fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
         if let Some(rate) = rate {
             options.workload.rate_msgs_per_s = rate;
         }
-        let pace = match options.workload.rate_msgs_per_s {
-            0 => "max rate".to_string(),
-            r => format!("{r} msg/s"),
+        // How the round is named on stderr and in its result directory.
+        let (pace, label) = match options.workload.rate_msgs_per_s {
+            0 => ("max rate".to_string(), "max".to_string()),
+            r => (format!("{r} msg/s"), r.to_string()),
         };
         eprintln!(
             "--- {pace}, round {} of {}: {name} ({address}) ---",
@@ -129,10 +130,6 @@ fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
             result.broker_usage = Some(broker_usage::since(before, result.produce.bytes_total)?);
         }
         println!("{}", table::render(&result));
-        let label = match options.workload.rate_msgs_per_s {
-            0 => "max".to_string(),
-            r => format!("{r}"),
-        };
         result.write_to(&dir.join(format!("{name}-{label}-round{}", round + 1)))?;
         Ok(result)
     };
@@ -143,11 +140,7 @@ fn run_compare(args: &CompareArgs) -> Result<bool, BenchError> {
         })?;
         println!("{}", comparison.render());
         write_json(&dir.join("compare.json"), &comparison)?;
-        let all_exact = comparison
-            .targets
-            .iter()
-            .flat_map(|t| &t.runs)
-            .all(|r| r.delivery.exactly_once || !r.delivery.checked);
+        let all_exact = comparison.all_exact();
         (comparison, all_exact)
     } else {
         let sweep = compare::sweep(
