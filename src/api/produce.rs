@@ -70,14 +70,15 @@ pub async fn handle(
                 match (meta, image.owner(&name, data.index)) {
                     (Some(meta), Some(owner)) => {
                         let started = std::time::Instant::now();
+                        let timestamps = topic_config::timestamp_policy(&meta.configs, now);
                         let checked = check_records(
                             data.records,
                             topic_config::max_message_bytes(&meta.configs),
-                            &topic_config::timestamp_policy(&meta.configs, now),
+                            &timestamps,
                         )
                         .and_then(|records| {
                             check_keys(&records, &meta.configs)?;
-                            Ok((owner, records))
+                            Ok((owner, records, timestamps.log_append_time))
                         });
                         let stages = &ctx.metrics.produce_stages;
                         stages.validate.observe_duration(started.elapsed());
@@ -87,7 +88,7 @@ pub async fn handle(
                 }
             };
             match checked {
-                Ok((owner, records)) => {
+                Ok((owner, records, log_append_time)) => {
                     count_bytes_in(ctx, &name, &records);
                     jobs.push((
                         owner,
@@ -96,8 +97,7 @@ pub async fn handle(
                             topic: name.clone(),
                             partition: data.index,
                             records,
-                            log_append_time: meta
-                                .is_some_and(|m| topic_config::log_append_time(&m.configs)),
+                            log_append_time,
                         },
                     ));
                 }
