@@ -7,7 +7,7 @@ what Kafka would do within log.retention.check.interval.ms happens within a seco
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from helpers import create_topic, unique_topic
@@ -147,3 +147,23 @@ def test_segments_roll_by_segment_ms_and_segment_index_bytes(broker_factory):
         producer.flush(10)  # a batch per message, an index entry per batch
     assert len(segment_files(broker, by_index)) >= 8, "4 index entries per segment at most"
     assert watermarks(broker.bootstrap, by_index) == (0, 40)
+
+
+def test_record_timestamps_outside_the_topics_bounds_are_refused_with_invalid_timestamp(broker):
+    """message.timestamp.before.max.ms / after.max.ms (KIP-937): librdkafka sees Kafka's
+    INVALID_TIMESTAMP for a record an hour old or an hour ahead, and nothing of it is stored."""
+    topic = create_topic(broker.bootstrap, unique_topic("bounded"), configs={
+        "message.timestamp.before.max.ms": "60000",
+        "message.timestamp.after.max.ms": "60000",
+    })
+    now = int(time.time() * 1000)
+    results = {}
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    for name, timestamp in [("now", now), ("hour-old", now - 3_600_000), ("hour-ahead", now + 3_600_000)]:
+        producer.produce(topic, value=name.encode(), partition=0, timestamp=timestamp,
+                         on_delivery=lambda err, msg, name=name: results.__setitem__(name, err))
+        assert producer.flush(30) == 0
+    assert results["now"] is None
+    for name in ("hour-old", "hour-ahead"):
+        assert results[name] is not None and results[name].code() == KafkaError.INVALID_TIMESTAMP, results
+    assert watermarks(broker.bootstrap, topic) == (0, 1)
