@@ -124,8 +124,8 @@ impl TimeIndex {
         }
     }
 
-    /// The last entry: (timestamp, relative offset). Entries are pushed whenever a
-    /// segment's max timestamp grows, so this is the segment's max timestamp.
+    /// The last entry: (timestamp, relative offset). Its timestamp is the max of the
+    /// batches up to its offset; batches after the last offset index entry may be newer.
     pub fn last(&self) -> Option<(i64, u32)> {
         self.entries.last().copied()
     }

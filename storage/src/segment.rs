@@ -128,22 +128,35 @@ impl Segment {
     }
 
     /// Records a batch placed at `position`, adding index entries every `interval` bytes.
+    ///
+    /// The time index is as sparse as the offset index (Kafka's `index.interval.bytes`
+    /// governs both): one entry for the first batch, which recovery reads as the segment's
+    /// first timestamp, then one with each offset index entry, holding the max timestamp of
+    /// every batch before it. An entry per batch would cost 16 bytes of memory per batch
+    /// for the life of the segment. Recovery takes the max timestamp from the last entry
+    /// and the headers after the last offset index entry, which it walks anyway.
     pub fn note_batch(&mut self, position: u64, header: &BatchHeader, interval: u64) {
         let relative = (header.base_offset - self.base_offset) as u32;
         if self.bytes_since_index >= interval || self.index.is_empty() && position > 0 {
+            if self.max_timestamp > i64::MIN && self.next_offset > self.base_offset {
+                self.time_index.maybe_push(
+                    self.max_timestamp,
+                    (self.next_offset - 1 - self.base_offset) as u32,
+                );
+            }
             self.index.push(relative, position as u32);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += header.batch_len as u64;
         self.first_batch_timestamp
             .get_or_insert(header.max_timestamp);
-        if header.max_timestamp > self.max_timestamp {
-            self.max_timestamp = header.max_timestamp;
+        if self.time_index.is_empty() {
             self.time_index.maybe_push(
                 header.max_timestamp,
                 (header.last_offset() - self.base_offset) as u32,
             );
         }
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         self.next_offset = header.next_offset();
     }
 }
