@@ -190,6 +190,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     per_shard(
         &mut text,
         shards,
+        "weir_log_erase_backlog_bytes",
+        "gauge",
+        "Bytes of segments deleted by retention whose blocks are not yet freed (freed a slice at a time so that online discard does not stall syncs), per shard.",
+        |s| s.erase_backlog_bytes as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
         "weir_cross_shard_calls_total",
         "counter",
         "Calls a shard made to other shards.",

@@ -25,6 +25,8 @@ pub struct ShardSnapshot {
     pub queued_request_bytes: u64,
     pub queued_max_request_bytes: u64,
     pub connections_waiting_for_budget: u64,
+    /// Bytes of deleted segments not yet freed (the eraser's backlog).
+    pub erase_backlog_bytes: u64,
     /// (API key, error code, count) of error codes answered.
     pub errors: Vec<(i16, i16, u64)>,
     /// Flush and sync counts of partitions deleted from this shard.
@@ -100,6 +102,7 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         queued_request_bytes: ctx.request_budget.reserved() as u64,
         queued_max_request_bytes: ctx.request_budget.capacity() as u64,
         connections_waiting_for_budget: ctx.request_budget.waiting() as u64,
+        erase_backlog_bytes: weir_storage::log::erase_backlog_bytes(),
         errors: m
             .errors
             .borrow()

@@ -794,7 +794,7 @@ fn cleaned_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{}.cleaned", segment::file_name(base, "log")))
 }
 
-fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+pub(super) fn remove_if_present(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -19,11 +19,14 @@
 mod append;
 mod checkpoint;
 mod compaction;
+mod erase;
 mod producers;
 mod read;
 mod recovery;
 mod retention;
 mod wait;
+
+pub use erase::backlog_bytes as erase_backlog_bytes;
 
 pub use checkpoint::{
     LogPoint, RecoveryCheckpoint, RecoveryReport, RECOVERY_CHECKPOINT_FILE,

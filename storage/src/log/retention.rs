@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::compaction::remove_if_present;
 use super::{LogState, PartitionLog};
 use crate::error::StorageError;
 use crate::segment::{self, Segment, SegmentFiles};
@@ -134,27 +135,60 @@ impl PartitionLog {
         // A checkpoint past the first segment's base would be stale once segments go; keep
         // it equal to what recovery would otherwise compute, or past it.
         write_offset_file(&self.dir, LOG_START_CHECKPOINT, new_start).await?;
+        // The `.log` files are freed slowly by the eraser (see `erase.rs`: freeing a
+        // segment's blocks at once stalls other files' syncs on some file systems); the
+        // small index files go at once.
+        let logs: Vec<(Rc<SegmentFiles>, PathBuf, u64)> = removed
+            .iter()
+            .filter_map(|s| {
+                let files = s.files.clone()?;
+                let path = files.log_path.clone();
+                Some((files, path, s.assigned_size))
+            })
+            .collect();
         let paths: Vec<PathBuf> = removed
             .iter()
             .flat_map(|s| {
-                ["log", "index", "timeindex"]
+                ["index", "timeindex"]
                     .map(|ext| self.dir.join(segment::file_name(s.base_offset, ext)))
             })
+            .chain(
+                removed
+                    .iter()
+                    .filter(|s| s.files.is_none())
+                    .map(|s| self.dir.join(segment::file_name(s.base_offset, "log"))),
+            )
             .collect();
         drop(removed);
+        let log_paths: Vec<PathBuf> = logs.iter().map(|(_, path, _)| path.clone()).collect();
         // Unlinking is a burst of blocking syscalls: off the reactor.
-        glommio::executor()
+        let writers = glommio::executor()
             .spawn_blocking(move || {
-                for path in paths {
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(StorageError::io("deleting", path)(e)),
-                    }
+                let mut writers = Vec::with_capacity(log_paths.len());
+                for path in &log_paths {
+                    // Opened before the unlink, so the eraser can shrink the file after it.
+                    let writer = match std::fs::OpenOptions::new().write(true).open(path) {
+                        Ok(file) => Some(file),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(StorageError::io("opening", path)(e)),
+                    };
+                    remove_if_present(path)?;
+                    writers.push(writer);
                 }
-                Ok(())
+                for path in &paths {
+                    remove_if_present(path)?;
+                }
+                Ok(writers)
             })
             .await?;
+        super::erase::later(
+            logs.into_iter()
+                .zip(writers)
+                .filter_map(|((files, _, size), writer)| {
+                    Some(super::erase::Doomed::new(files, writer?, size))
+                })
+                .collect(),
+        );
         Ok(count)
     }
 
@@ -266,10 +300,61 @@ pub(super) async fn write_offset_file(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{all_bases, batch, run, small_segments};
+    use std::time::Duration;
+
+    use super::super::testing::{all_bases, batch, read_slice, run, small_segments};
     use super::super::{LogConfig, PartitionLog};
     use super::RetentionPolicy;
     use crate::error::StorageError;
+
+    #[test]
+    fn a_deleted_segment_is_freed_only_after_its_last_reader_is_done() {
+        run(|dir| async move {
+            let log = PartitionLog::open(dir.clone(), small_segments())
+                .await
+                .unwrap();
+            for i in 0..20 {
+                log.append(&batch(&[&[b'v'; 200]], i)).await.unwrap();
+            }
+            let first = dir.join("00000000000000000000.log");
+            let size = std::fs::metadata(&first).unwrap().len();
+            // The test's own view of the inode, which the eraser does not wait for.
+            let observer = std::fs::File::open(&first).unwrap();
+            let held = log.read(0, 1 << 20, true).await.unwrap().unwrap();
+            let before = read_slice(&held);
+            let policy = RetentionPolicy {
+                retention_ms: Some(100),
+                retention_bytes: None,
+            };
+            assert!(log.apply_retention(policy, 1000).await.unwrap() > 0);
+            assert!(!first.exists(), "the name goes at once");
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                observer.metadata().unwrap().len(),
+                size,
+                "a reader holds it"
+            );
+            assert_eq!(
+                read_slice(&held),
+                before,
+                "what a reader sees never changes"
+            );
+            assert!(super::super::erase_backlog_bytes() >= size);
+            drop(held);
+            for _ in 0..200 {
+                if super::super::erase_backlog_bytes() == 0 {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(super::super::erase_backlog_bytes(), 0);
+            assert_eq!(
+                observer.metadata().unwrap().len(),
+                0,
+                "its blocks are freed"
+            );
+        });
+    }
 
     #[test]
     fn time_retention_deletes_old_closed_segments_and_moves_the_start() {
