@@ -431,8 +431,14 @@ impl PartitionLog {
         cleaned.index_persisted = cleaned.index.len();
         cleaned.time_index_persisted = cleaned.time_index.len();
         // File replacement is a series of blocking syscalls: off the reactor.
-        glommio::executor()
-            .spawn_blocking(move || swap_files(&dir, base, &index, &time_index))
+        let replaced = glommio::executor()
+            .spawn_blocking(move || {
+                // The replaced log's blocks go to the eraser, as retention's do: opened
+                // before the rename so they can be freed a slice at a time after it.
+                let log = dir.join(segment::file_name(base, "log"));
+                let writer = std::fs::OpenOptions::new().write(true).open(log).ok();
+                swap_files(&dir, base, &index, &time_index).map(|()| writer)
+            })
             .await?;
         cleaned.files = Some(Rc::new(SegmentFiles::open(&self.dir, base).await?));
         let mut state = self.state.borrow_mut();
@@ -441,7 +447,14 @@ impl PartitionLog {
         if let Some(slot) = slot {
             // A closed segment's end is where the next one starts, holes or not.
             cleaned.next_offset = cleaned.next_offset.max(slot.next_offset);
-            *slot = cleaned;
+            let old = std::mem::replace(slot, cleaned);
+            if let (Some(files), Some(writer)) = (old.files, replaced) {
+                super::erase::later(vec![super::erase::Doomed::new(
+                    files,
+                    writer,
+                    old.assigned_size,
+                )]);
+            }
         }
         Ok(true)
     }
@@ -1316,6 +1329,46 @@ mod tests {
     /// KIP-534: the first cleaning that keeps a tombstone sets its batch's delete horizon
     /// (flag 0x40, base timestamp = now + delete.retention.ms, timestamps unchanged); the
     /// tombstone goes at the first cleaning at or after the horizon, however old it is.
+    #[test]
+    fn a_replaced_segment_is_freed_by_the_eraser() {
+        run(|dir| async move {
+            let config = LogConfig {
+                segment_bytes: 600,
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.clone(), config).await.unwrap();
+            for round in 0..6 {
+                let value = format!("r{round}");
+                log.append(&keyed(&[("k", Some(&value))], 10_000, Compression::None))
+                    .await
+                    .unwrap();
+            }
+            filler(&log, 8, 10_000).await;
+            // The test's own view of the first segment's inode before cleaning replaces it.
+            let observer = std::fs::File::open(dir.join("00000000000000000000.log")).unwrap();
+            let size = observer.metadata().unwrap().len();
+            let stats = log.compact(EAGER, 10_500).await.unwrap().expect("dirty");
+            assert!(stats.segments_rewritten > 0, "{stats:?}");
+            for _ in 0..200 {
+                if super::super::erase_backlog_bytes() == 0 {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(size > 0);
+            assert_eq!(
+                observer.metadata().unwrap().len(),
+                0,
+                "the old blocks are freed"
+            );
+            assert_eq!(
+                values(&contents(&log).await, "k"),
+                vec![Some("r5".to_string())]
+            );
+        });
+    }
+
     #[test]
     fn a_tombstone_stays_delete_retention_ms_after_the_first_cleaning() {
         run(|dir| async move {
