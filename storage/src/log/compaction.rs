@@ -1350,12 +1350,7 @@ mod tests {
             let size = observer.metadata().unwrap().len();
             let stats = log.compact(EAGER, 10_500).await.unwrap().expect("dirty");
             assert!(stats.segments_rewritten > 0, "{stats:?}");
-            for _ in 0..200 {
-                if super::super::erase_backlog_bytes() == 0 {
-                    break;
-                }
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            super::super::testing::until_erased().await;
             assert!(size > 0);
             assert_eq!(
                 observer.metadata().unwrap().len(),

@@ -380,6 +380,16 @@ pub(crate) mod testing {
         headers(bytes).iter().map(|h| h.base_offset).collect()
     }
 
+    /// Waits (up to 2 s) until this shard's eraser has freed everything queued.
+    pub async fn until_erased() {
+        for _ in 0..200 {
+            if super::erase_backlog_bytes() == 0 {
+                return;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every batch from the log start, following segments, as base offsets.
     pub async fn all_bases(log: &PartitionLog) -> Vec<i64> {
         let mut offset = log.log_start_offset();

@@ -341,12 +341,7 @@ mod tests {
             );
             assert!(super::super::erase_backlog_bytes() >= size);
             drop(held);
-            for _ in 0..200 {
-                if super::super::erase_backlog_bytes() == 0 {
-                    break;
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
+            super::super::testing::until_erased().await;
             assert_eq!(super::super::erase_backlog_bytes(), 0);
             assert_eq!(
                 observer.metadata().unwrap().len(),
