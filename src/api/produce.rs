@@ -13,6 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use weir_storage::batch::TimestampPolicy;
 use weir_storage::producer_state::ProducerError;
 use weir_storage::{validate_produce_batches, BatchError, StorageError};
@@ -37,7 +38,33 @@ struct AppendJob {
 type Appended = (i64, i64, i64);
 
 /// The owner's answer for one partition.
-type AppendAnswer = ((usize, usize), Result<Appended, ResponseError>);
+type AppendAnswer = ((usize, usize), Result<Appended, Refusal>);
+
+/// A partition's refusal: Kafka's error code and, for a batch refused for what it holds, why
+/// (Produce v8+ `error_message`, which the Java client puts in its exception's message).
+#[derive(Debug)]
+struct Refusal {
+    error: ResponseError,
+    message: Option<String>,
+}
+
+impl From<ResponseError> for Refusal {
+    fn from(error: ResponseError) -> Refusal {
+        Refusal {
+            error,
+            message: None,
+        }
+    }
+}
+
+impl Refusal {
+    fn because(error: ResponseError, why: impl std::fmt::Display) -> Refusal {
+        Refusal {
+            error,
+            message: Some(why.to_string()),
+        }
+    }
+}
 
 pub async fn handle(
     ctx: &Rc<ShardContext>,
@@ -57,15 +84,18 @@ pub async fn handle(
         for (pi, data) in topic.partition_data.into_iter().enumerate() {
             partitions.push(partition_response(
                 data.index,
-                Err(ResponseError::UnknownTopicOrPartition),
+                Err(ResponseError::UnknownTopicOrPartition.into()),
                 request.version,
             ));
             let checked = if !matches!(acks, -1..=1) {
-                Err(ResponseError::InvalidRequiredAcks)
+                Err(ResponseError::InvalidRequiredAcks.into())
             } else if topic_name::is_internal(&name) {
                 // Kafka: "Cannot append to internal topic". Only the broker writes them;
                 // a client's bytes there would be replayed by the group load at every start.
-                Err(ResponseError::InvalidTopicException)
+                Err(Refusal::because(
+                    ResponseError::InvalidTopicException,
+                    format!("Cannot append to internal topic {name}"),
+                ))
             } else {
                 match (meta, image.owner(&name, data.index)) {
                     (Some(meta), Some(owner)) => {
@@ -77,14 +107,14 @@ pub async fn handle(
                             &timestamps,
                         )
                         .and_then(|records| {
-                            check_keys(&records, &meta.configs)?;
+                            check_keys(&records, &meta.configs, &name, data.index)?;
                             Ok((owner, records, timestamps.log_append_time))
                         });
                         let stages = &ctx.metrics.produce_stages;
                         stages.validate.observe_duration(started.elapsed());
                         checked
                     }
-                    _ => Err(ResponseError::UnknownTopicOrPartition),
+                    _ => Err(ResponseError::UnknownTopicOrPartition.into()),
                 }
             };
             match checked {
@@ -148,17 +178,18 @@ fn check_records(
     records: Option<Bytes>,
     max_message_bytes: usize,
     timestamps: &TimestampPolicy,
-) -> Result<Bytes, ResponseError> {
+) -> Result<Bytes, Refusal> {
     let records = records
         .filter(|r| !r.is_empty())
-        .ok_or(ResponseError::CorruptMessage)?;
-    let summary = validate_produce_batches(&records, timestamps).map_err(|e| match e {
-        BatchError::TimestampOutOfRange { .. } => ResponseError::InvalidTimestamp,
-        e if e.is_corrupt() => ResponseError::CorruptMessage,
-        _ => ResponseError::InvalidRecord,
-    })?;
-    if batch_lengths(&records).any(|len| len > max_message_bytes) {
-        return Err(ResponseError::MessageTooLarge);
+        .ok_or_else(|| Refusal::because(ResponseError::CorruptMessage, "no records"))?;
+    let summary = validate_produce_batches(&records, timestamps).map_err(batch_refusal)?;
+    if let Some(len) = batch_lengths(&records).find(|&len| len > max_message_bytes) {
+        return Err(Refusal::because(
+            ResponseError::MessageTooLarge,
+            format!(
+                "a batch of {len} bytes is larger than max.message.bytes ({max_message_bytes})"
+            ),
+        ));
     }
     if summary.stale_max_timestamps > 0 {
         // A header maxTimestamp the records contradict (Sarama sends -1) would make retention
@@ -170,19 +201,36 @@ fn check_records(
     Ok(records)
 }
 
+/// Kafka's code for a batch that failed validation, with the reason.
+fn batch_refusal(error: BatchError) -> Refusal {
+    let code = match error {
+        BatchError::TimestampOutOfRange { .. } => ResponseError::InvalidTimestamp,
+        ref e if e.is_corrupt() => ResponseError::CorruptMessage,
+        _ => ResponseError::InvalidRecord,
+    };
+    Refusal::because(code, error)
+}
+
 /// A compacted topic keeps one record per key, so, as Kafka, it refuses records without one
 /// (INVALID_RECORD). Only compacted topics pay for this per-record walk (and decompression).
 fn check_keys(
     records: &[u8],
     configs: &std::collections::BTreeMap<String, String>,
-) -> Result<(), ResponseError> {
+    topic: &str,
+    partition: i32,
+) -> Result<(), Refusal> {
     if topic_config::compaction_policy(configs).is_none() {
         return Ok(());
     }
     match weir_storage::every_record_has_a_key(records) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ResponseError::InvalidRecord),
-        Err(_) => Err(ResponseError::CorruptMessage),
+        Ok(false) => Err(Refusal::because(
+            ResponseError::InvalidRecord,
+            format!("Compacted topic cannot accept message without key in topic partition {topic}-{partition}."),
+        )),
+        Err(StorageError::Batch(e)) => Err(batch_refusal(e)),
+        // Validation read these batches a moment ago; anything else is corruption too.
+        Err(e) => Err(Refusal::because(ResponseError::CorruptMessage, e)),
     }
 }
 
@@ -206,7 +254,7 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
         let log = ctx.partition(&job.topic, job.partition);
         async move {
             let Some(log) = log else {
-                return (job.slot, Err(ResponseError::NotLeaderOrFollower));
+                return (job.slot, Err(ResponseError::NotLeaderOrFollower.into()));
             };
             let append_time = job.log_append_time.then_some(now);
             let started = std::time::Instant::now();
@@ -219,15 +267,14 @@ async fn append_all(ctx: Rc<ShardContext>, jobs: Vec<AppendJob>) -> Vec<AppendAn
                     log.log_start_offset(),
                     append_time.unwrap_or(-1),
                 )),
-                Err(StorageError::Batch(e)) if e.is_corrupt() => Err(ResponseError::CorruptMessage),
-                Err(StorageError::Batch(_)) => Err(ResponseError::InvalidRecord),
+                Err(StorageError::Batch(e)) => Err(batch_refusal(e)),
                 Err(StorageError::Producer(e)) => {
                     tracing::debug!("produce to {}-{}: {e}", job.topic, job.partition);
-                    Err(producer_error(&e))
+                    Err(Refusal::because(producer_error(&e), e))
                 }
                 Err(e) => {
                     tracing::error!("append to {}-{}: {e}", job.topic, job.partition);
-                    Err(ResponseError::KafkaStorageError)
+                    Err(ResponseError::KafkaStorageError.into())
                 }
             };
             (job.slot, result)
@@ -244,10 +291,11 @@ fn producer_error(error: &ProducerError) -> ResponseError {
     }
 }
 
-/// log_start_offset exists from v5; kafka-protocol rejects it set in older versions.
+/// log_start_offset exists from v5 and error_message from v8; kafka-protocol rejects them set
+/// in older versions.
 fn partition_response(
     index: i32,
-    result: Result<Appended, ResponseError>,
+    result: Result<Appended, Refusal>,
     version: i16,
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
@@ -258,8 +306,14 @@ fn partition_response(
             .with_base_offset(base_offset)
             .with_log_append_time_ms(append_time)
             .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 }),
-        Err(error) => response
-            .with_error_code(error.code())
+        Err(refusal) => response
+            .with_error_code(refusal.error.code())
+            .with_error_message(
+                refusal
+                    .message
+                    .filter(|_| version >= 8)
+                    .map(StrBytes::from_string),
+            )
             .with_base_offset(-1)
             .with_log_start_offset(-1),
     }
@@ -279,16 +333,31 @@ mod tests {
 
     #[test]
     fn null_or_empty_records_are_corrupt() {
-        let check_records =
-            |records, max| check_records(records, max, &TimestampPolicy::create_time_unbounded());
-        assert_eq!(
-            check_records(None, 1 << 20),
-            Err(ResponseError::CorruptMessage)
-        );
-        assert_eq!(
-            check_records(Some(Bytes::new()), 1 << 20),
-            Err(ResponseError::CorruptMessage)
-        );
-        assert!(check_records(Some(Bytes::from_static(&[1, 2, 3])), 1 << 20).is_err());
+        let code = |records| {
+            check_records(records, 1 << 20, &TimestampPolicy::create_time_unbounded())
+                .map_err(|r| r.error)
+        };
+        assert_eq!(code(None), Err(ResponseError::CorruptMessage));
+        assert_eq!(code(Some(Bytes::new())), Err(ResponseError::CorruptMessage));
+        assert!(code(Some(Bytes::from_static(&[1, 2, 3]))).is_err());
+    }
+
+    #[test]
+    fn a_refusal_carries_its_reason_from_version_8() {
+        let refusal = || {
+            check_records(
+                Some(Bytes::from_static(&[0; 70])),
+                1 << 20,
+                &TimestampPolicy::create_time_unbounded(),
+            )
+            .unwrap_err()
+        };
+        let v8 = partition_response(3, Err(refusal()), 8);
+        assert_eq!(v8.error_code, ResponseError::CorruptMessage.code());
+        let message = v8.error_message.expect("v8 has error_message");
+        assert!(message.contains("batch at byte 0"), "{message}");
+        let v7 = partition_response(3, Err(refusal()), 7);
+        assert_eq!(v7.error_code, ResponseError::CorruptMessage.code());
+        assert_eq!(v7.error_message, None, "v7 has no such field");
     }
 }
