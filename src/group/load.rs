@@ -58,6 +58,9 @@ pub async fn load_groups(ctx: &Rc<ShardContext>) -> anyhow::Result<HashMap<Strin
             offset = next;
         }
     }
+    ctx.metrics
+        .offsets_records_skipped
+        .set(replay.skipped as u64);
     Ok(replay.finish())
 }
 

@@ -55,6 +55,8 @@ pub struct ShardMetrics {
     /// the per-shard counters (sums over the partitions) never go down.
     pub retired_log_io: Cell<LogIo>,
     pub produce_stages: ProduceStages,
+    /// `__consumer_offsets` records the group load at start could not decode and skipped.
+    pub offsets_records_skipped: Cell<u64>,
 }
 
 /// Where a produce request's time goes outside the log (the log's own stages are the flush
@@ -117,6 +119,7 @@ impl Default for ShardMetrics {
             errors: RefCell::default(),
             retired_log_io: Cell::default(),
             produce_stages: ProduceStages::default(),
+            offsets_records_skipped: Cell::new(0),
         }
     }
 }

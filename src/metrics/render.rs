@@ -190,6 +190,22 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     per_shard(
         &mut text,
         shards,
+        "weir_recovery_truncated_bytes",
+        "gauge",
+        "Bytes of torn or corrupt log tail that recovery cut away when the partitions this shard owns were opened (a crash or power cut; 0 after a clean stop), per shard.",
+        |s| s.recovery_truncated_bytes as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
+        "weir_group_load_skipped_records",
+        "gauge",
+        "__consumer_offsets records the group load at start could not decode and skipped, per shard.",
+        |s| s.offsets_records_skipped as f64,
+    );
+    per_shard(
+        &mut text,
+        shards,
         "weir_log_erase_backlog_bytes",
         "gauge",
         "Bytes of segments deleted by retention whose blocks are not yet freed (freed a slice at a time so that online discard does not stall syncs), per shard.",

@@ -27,6 +27,10 @@ pub struct ShardSnapshot {
     pub connections_waiting_for_budget: u64,
     /// Bytes of deleted segments not yet freed (the eraser's backlog).
     pub erase_backlog_bytes: u64,
+    /// What start-up skipped: torn or corrupt log tails cut away (over the partitions this
+    /// shard owns), and `__consumer_offsets` records that did not decode.
+    pub recovery_truncated_bytes: u64,
+    pub offsets_records_skipped: u64,
     /// (API key, error code, count) of error codes answered.
     pub errors: Vec<(i16, i16, u64)>,
     /// Flush and sync counts of partitions deleted from this shard.
@@ -103,6 +107,12 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         queued_max_request_bytes: ctx.request_budget.capacity() as u64,
         connections_waiting_for_budget: ctx.request_budget.waiting() as u64,
         erase_backlog_bytes: weir_storage::log::erase_backlog_bytes(),
+        recovery_truncated_bytes: ctx
+            .owned_partitions()
+            .iter()
+            .map(|(_, _, log)| log.recovery_report().bytes_truncated)
+            .sum(),
+        offsets_records_skipped: m.offsets_records_skipped.get(),
         errors: m
             .errors
             .borrow()
