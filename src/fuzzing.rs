@@ -133,6 +133,12 @@ pub fn stored_files(data: &[u8]) {
                 let _ = weir_storage::partition_dir::parse_metadata(text);
             }
         }
+        StoredFile::OffsetCheckpoint => {
+            let _ = weir_storage::log::parse_offset_file(file);
+        }
+        StoredFile::ProducerIdBlock => {
+            let _ = crate::producer_ids::decode(file);
+        }
     }
 }
 
@@ -144,15 +150,21 @@ pub enum StoredFile {
     OffsetIndex,
     TimeIndex,
     PartitionMetadata,
+    /// `log-start-offset` and `cleaner-offset-checkpoint`.
+    OffsetCheckpoint,
+    /// The broker's `producer-id-block` file.
+    ProducerIdBlock,
 }
 
 impl StoredFile {
-    pub const ALL: [StoredFile; 5] = [
+    pub const ALL: [StoredFile; 7] = [
         StoredFile::ProducerSnapshot,
         StoredFile::RecoveryCheckpoint,
         StoredFile::OffsetIndex,
         StoredFile::TimeIndex,
         StoredFile::PartitionMetadata,
+        StoredFile::OffsetCheckpoint,
+        StoredFile::ProducerIdBlock,
     ];
 
     fn from_byte(byte: u8) -> StoredFile {
@@ -342,7 +354,7 @@ mod tests {
         let mut time_index = TimeIndex::default();
         time_index.maybe_push(1_000, 3);
         time_index.maybe_push(2_000, 7);
-        let files: [(StoredFile, Vec<u8>); 5] = [
+        let files: [(StoredFile, Vec<u8>); 7] = [
             (
                 StoredFile::ProducerSnapshot,
                 snapshot::encode(&producers, 1),
@@ -353,6 +365,11 @@ mod tests {
             (
                 StoredFile::PartitionMetadata,
                 b"version: 0\ntopic_id: MDEyMzQ1Njc4OWFiY2RlZg\n".to_vec(),
+            ),
+            (StoredFile::OffsetCheckpoint, b"1234567".to_vec()),
+            (
+                StoredFile::ProducerIdBlock,
+                crate::producer_ids::encode(4_000),
             ),
         ];
         let seeds: Vec<Vec<u8>> = files

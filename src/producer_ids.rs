@@ -89,7 +89,7 @@ impl ProducerIdManager {
     }
 }
 
-fn encode(block_end: i64) -> Vec<u8> {
+pub(crate) fn encode(block_end: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(FILE_BYTES);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&block_end.to_be_bytes());
@@ -97,7 +97,8 @@ fn encode(block_end: i64) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<i64> {
+/// The block file: None unless it is whole and its CRC holds (read at every start).
+pub(crate) fn decode(bytes: &[u8]) -> Option<i64> {
     if bytes.len() != FILE_BYTES || &bytes[..8] != MAGIC {
         return None;
     }

@@ -472,12 +472,20 @@ impl PartitionLog {
         // Long polls on this partition have nothing more to wait for.
         self.waiters.wake_all();
         let dir = self.dir.clone();
+        // The segments' blocks are freed by the eraser once the log and its readers let go
+        // of them, as retention's are (`erase.rs`).
+        let (logs, log_paths) = super::erase::logs_of(self.state.borrow().segments.iter());
         // Removing a directory tree is a burst of blocking syscalls: off the reactor. A
         // durable rename to a `-delete` name first, so a crash never leaves a partial
         // directory under the name a new topic would take.
-        glommio::executor()
-            .spawn_blocking(move || crate::partition_dir::remove(&dir))
-            .await
+        let writers = glommio::executor()
+            .spawn_blocking(move || {
+                let writers = super::erase::open_writers(&log_paths);
+                crate::partition_dir::remove(&dir).map(|()| writers)
+            })
+            .await?;
+        super::erase::later(logs, writers);
+        Ok(())
     }
 }
 
@@ -971,6 +979,8 @@ mod tests {
                 .unwrap();
             log.append(&batch(&[b"keep me"], 1)).await.unwrap();
             let slice = log.read(0, 1 << 20, true).await.unwrap().unwrap();
+            let observer = std::fs::File::open(dir.join("00000000000000000000.log")).unwrap();
+            let size = observer.metadata().unwrap().len();
             let waiter = {
                 let log = log.clone();
                 glommio::spawn_local(async move { log.wait_for_data(1).await })
@@ -992,6 +1002,16 @@ mod tests {
                 other.read(0, 100, true).await,
                 Err(StorageError::Closed(_))
             ));
+            // The eraser frees the blocks once the log and the slice are gone, not before.
+            glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(observer.metadata().unwrap().len(), size);
+            drop((slice, other));
+            super::super::testing::until_erased().await;
+            assert_eq!(
+                observer.metadata().unwrap().len(),
+                0,
+                "its blocks are freed"
+            );
         });
     }
 }

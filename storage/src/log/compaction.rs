@@ -436,8 +436,8 @@ impl PartitionLog {
                 // The replaced log's blocks go to the eraser, as retention's do: opened
                 // before the rename so they can be freed a slice at a time after it.
                 let log = dir.join(segment::file_name(base, "log"));
-                let writer = std::fs::OpenOptions::new().write(true).open(log).ok();
-                swap_files(&dir, base, &index, &time_index).map(|()| writer)
+                let writers = super::erase::open_writers(&[log]);
+                swap_files(&dir, base, &index, &time_index).map(|()| writers)
             })
             .await?;
         cleaned.files = Some(Rc::new(SegmentFiles::open(&self.dir, base).await?));
@@ -448,13 +448,7 @@ impl PartitionLog {
             // A closed segment's end is where the next one starts, holes or not.
             cleaned.next_offset = cleaned.next_offset.max(slot.next_offset);
             let old = std::mem::replace(slot, cleaned);
-            if let (Some(files), Some(writer)) = (old.files, replaced) {
-                super::erase::later(vec![super::erase::Doomed::new(
-                    files,
-                    writer,
-                    old.assigned_size,
-                )]);
-            }
+            super::erase::later(super::erase::logs_of([&old]).0, replaced);
         }
         Ok(true)
     }

@@ -18,11 +18,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fs::File;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::segment::SegmentFiles;
+use crate::segment::{Segment, SegmentFiles};
 
 /// Bytes freed per step: a few hundred blocks for the next journal commit to TRIM.
 const STEP_BYTES: u64 = 1 << 20;
@@ -35,7 +36,7 @@ const BACKLOG_BYTES: u64 = 1 << 30;
 const HELD_RECHECK: Duration = Duration::from_millis(50);
 
 /// A deleted segment's log file: unlinked, still open.
-pub(super) struct Doomed {
+struct Doomed {
     /// What readers share; shrinking waits until this is the last holder.
     files: Rc<SegmentFiles>,
     /// A descriptor opened for writing before the unlink, to shrink the file with.
@@ -44,18 +45,34 @@ pub(super) struct Doomed {
 }
 
 impl Doomed {
-    pub(super) fn new(files: Rc<SegmentFiles>, writer: File, size: u64) -> Doomed {
-        Doomed {
-            files,
-            writer,
-            size,
-        }
-    }
-
     /// No fetch, read or cleaner holds the segment any longer.
     fn unheld(&self) -> bool {
         Rc::strong_count(&self.files) == 1 && Arc::strong_count(&self.files.reader) == 1
     }
+}
+
+/// Opens each log file for writing, to shrink it after its unlink; None where that fails (the
+/// file is then freed at once when its last descriptor closes, as without the eraser).
+/// Blocking: call it on the blocking pool, before the unlink.
+pub(super) fn open_writers(paths: &[PathBuf]) -> Vec<Option<File>> {
+    paths
+        .iter()
+        .map(|path| std::fs::OpenOptions::new().write(true).open(path).ok())
+        .collect()
+}
+
+/// The `.log` paths of segments about to be deleted, with what the eraser needs of them.
+pub(super) fn logs_of<'a>(
+    segments: impl IntoIterator<Item = &'a Segment>,
+) -> (Vec<(Rc<SegmentFiles>, u64)>, Vec<PathBuf>) {
+    segments
+        .into_iter()
+        .filter_map(|s| {
+            let files = s.files.clone()?;
+            let path = files.log_path.clone();
+            Some(((files, s.assigned_size), path))
+        })
+        .unzip()
 }
 
 /// This shard's queue of files to free, and whether its drain task runs.
@@ -71,17 +88,20 @@ thread_local! {
     static ERASER: Rc<Eraser> = Rc::new(Eraser::default());
 }
 
-/// Queues deleted segments' files for freeing on this shard's eraser.
-pub(super) fn later(doomed: Vec<Doomed>) {
-    if doomed.is_empty() {
-        return;
-    }
+/// Queues deleted segments' log files (unlinked by now; `writers` from `open_writers` on
+/// their paths) for freeing on this shard's eraser.
+pub(super) fn later(logs: Vec<(Rc<SegmentFiles>, u64)>, writers: Vec<Option<File>>) {
     let eraser = ERASER.with(Rc::clone);
-    for d in doomed {
-        eraser.backlog.set(eraser.backlog.get() + d.size);
-        eraser.queue.borrow_mut().push_back(d);
+    for ((files, size), writer) in logs.into_iter().zip(writers) {
+        let Some(writer) = writer else { continue };
+        eraser.backlog.set(eraser.backlog.get() + size);
+        eraser.queue.borrow_mut().push_back(Doomed {
+            files,
+            writer,
+            size,
+        });
     }
-    if !eraser.draining.replace(true) {
+    if !eraser.queue.borrow().is_empty() && !eraser.draining.replace(true) {
         glommio::spawn_local(drain(eraser)).detach();
     }
 }

@@ -36,7 +36,7 @@ pub use compaction::{
     every_record_has_a_key, CompactionPolicy, CompactionStats, DEDUPE_BUFFER_BYTES_DEFAULT,
 };
 pub use recovery::LastShutdown;
-pub use retention::RetentionPolicy;
+pub use retention::{parse_offset_file, RetentionPolicy};
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};

@@ -136,59 +136,27 @@ impl PartitionLog {
         // it equal to what recovery would otherwise compute, or past it.
         write_offset_file(&self.dir, LOG_START_CHECKPOINT, new_start).await?;
         // The `.log` files are freed slowly by the eraser (see `erase.rs`: freeing a
-        // segment's blocks at once stalls other files' syncs on some file systems); the
-        // small index files go at once.
-        let logs: Vec<(Rc<SegmentFiles>, PathBuf, u64)> = removed
-            .iter()
-            .filter_map(|s| {
-                let files = s.files.clone()?;
-                let path = files.log_path.clone();
-                Some((files, path, s.assigned_size))
-            })
-            .collect();
+        // segment's blocks at once stalls other files' syncs on some file systems).
+        let (logs, log_paths) = super::erase::logs_of(&removed);
         let paths: Vec<PathBuf> = removed
             .iter()
             .flat_map(|s| {
-                ["index", "timeindex"]
+                ["log", "index", "timeindex"]
                     .map(|ext| self.dir.join(segment::file_name(s.base_offset, ext)))
             })
-            .chain(
-                removed
-                    .iter()
-                    .filter(|s| s.files.is_none())
-                    .map(|s| self.dir.join(segment::file_name(s.base_offset, "log"))),
-            )
             .collect();
         drop(removed);
-        let log_paths: Vec<PathBuf> = logs.iter().map(|(_, path, _)| path.clone()).collect();
         // Unlinking is a burst of blocking syscalls: off the reactor.
         let writers = glommio::executor()
             .spawn_blocking(move || {
-                let mut writers = Vec::with_capacity(log_paths.len());
-                for path in &log_paths {
-                    // Opened before the unlink, so the eraser can shrink the file after it.
-                    let writer = match std::fs::OpenOptions::new().write(true).open(path) {
-                        Ok(file) => Some(file),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => return Err(StorageError::io("opening", path)(e)),
-                    };
-                    remove_if_present(path)?;
-                    writers.push(writer);
-                }
+                let writers = super::erase::open_writers(&log_paths);
                 for path in &paths {
                     remove_if_present(path)?;
                 }
-                Ok(writers)
+                Ok::<_, StorageError>(writers)
             })
             .await?;
-        super::erase::later(
-            logs.into_iter()
-                .zip(writers)
-                .filter_map(|((files, _, size), writer)| {
-                    Some(super::erase::Doomed::new(files, writer?, size))
-                })
-                .collect(),
-        );
+        super::erase::later(logs, writers);
         Ok(count)
     }
 
@@ -258,9 +226,7 @@ pub(super) fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, Stora
 pub(super) fn read_offset_file(dir: &Path, name: &str) -> Result<Option<i64>, StorageError> {
     let path = dir.join(name);
     match std::fs::read(&path) {
-        Ok(bytes) => std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
+        Ok(bytes) => parse_offset_file(&bytes)
             .map(Some)
             .ok_or_else(|| StorageError::Corrupt {
                 path,
@@ -269,6 +235,12 @@ pub(super) fn read_offset_file(dir: &Path, name: &str) -> Result<Option<i64>, St
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StorageError::io("reading", path)(e)),
     }
+}
+
+/// An offset file's contents (the log-start and cleaner checkpoints): an offset in decimal,
+/// nothing else but whitespace around it.
+pub fn parse_offset_file(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
 /// Writes an offset file of the partition directory atomically: a temporary file, fsync,
