@@ -151,12 +151,16 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
+    // Saturating: both fields may come from disk, and a forged base offset near i64::MAX
+    // must end a walk as an out-of-sequence batch does, not overflow (a panic in debug
+    // builds, a wrap to a negative offset that a later check might accept in release).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     pub fn codec(&self) -> i16 {
