@@ -145,7 +145,9 @@ fn bad_crc_is_rejected_and_nothing_is_appended() {
 /// back, every byte of the fetched range arrives intact and in order.
 #[test]
 fn a_reader_whose_socket_fills_still_gets_every_fetched_byte() {
-    let broker = Broker::start(&[]);
+    let metrics = common::free_addr();
+    let broker = Broker::start(&["--metrics-listen", &metrics.to_string()]);
+    let tasks = || common::metric(metrics, "weir_reactor_tasks_total");
     let mut client = broker.connect();
     create_topic(&mut client, "slow", 1);
     let value = vec![0x5au8; 200 * 1024];
@@ -178,9 +180,22 @@ fn a_reader_whose_socket_fills_still_gets_every_fetched_byte() {
                 .with_partition(0)
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(64 << 20)])]);
+    // What the idle broker runs in 1.5 s (timers, the scrapes themselves).
+    let before = tasks();
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = tasks() - before;
     slow.send_request(ApiKey::Fetch, 11, &request).unwrap();
     // Not reading: the socket fills and stays full for a while.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = tasks();
     std::thread::sleep(Duration::from_millis(1500));
+    let stalled = tasks() - before;
+    // A retry loop sleeping at most 5 ms between sendfile attempts would run at least 300
+    // times here; a wait for POLLOUT runs once the socket drains.
+    assert!(
+        stalled < idle + 100,
+        "{stalled} tasks run while the socket was full, {idle} while idle: the send polls"
+    );
     // Meanwhile the broker serves others.
     assert_eq!(produce(&mut client, "slow", 0, record_batch(&[b"x"])).0, 0);
     let response: FetchResponse = slow.read_response(ApiKey::Fetch, 11).unwrap();
