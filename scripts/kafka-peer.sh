@@ -14,8 +14,9 @@
 #       SIGTERM, SIGKILL after KAFKA_PEER_STOP_S (default 20) seconds
 #   scripts/kafka-peer.sh tool NAME|CLASS [ARGS...]
 #       one of Kafka's CLI tools on the same jars: producer-perf-test, consumer-perf-test,
-#       topics, consumer-groups, console-producer, console-consumer, get-offsets,
-#       metadata-quorum, end-to-end-latency, storage; or a fully qualified main class
+#       topics, configs, consumer-groups, console-producer, console-consumer, get-offsets,
+#       delete-records, log-dirs, metadata-quorum, end-to-end-latency, storage; or a fully
+#       qualified main class
 #   scripts/kafka-peer.sh libs
 #       print the libs directory (for callers that run java themselves)
 #
@@ -212,6 +213,9 @@ cmd_tool() {
         producer-perf-test) class=org.apache.kafka.tools.ProducerPerformance ;;
         consumer-perf-test) class=org.apache.kafka.tools.ConsumerPerformance ;;
         topics) class=org.apache.kafka.tools.TopicCommand ;;
+        configs) class=org.apache.kafka.tools.ConfigCommand ;;
+        delete-records) class=org.apache.kafka.tools.DeleteRecordsCommand ;;
+        log-dirs) class=org.apache.kafka.tools.LogDirsCommand ;;
         consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
         console-producer) class=org.apache.kafka.tools.ConsoleProducer ;;
         console-consumer) class=org.apache.kafka.tools.consumer.ConsoleConsumer ;;

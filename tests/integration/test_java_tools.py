@@ -79,3 +79,124 @@ def test_perf_tests_move_every_record_and_the_group_commits_all_of_it(broker):
     for row in rows:
         partition, current, end, lag = int(row[2]), int(row[3]), int(row[4]), int(row[5])
         assert (current, end, lag) == (offsets[partition], offsets[partition], 0), described
+
+
+def kafka_tool_with_input(name, text, *args, timeout=180):
+    """A tool that reads stdin (console-producer), fed `text`."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "tool", name, *args],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, f"kafka {name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def create_topic(bootstrap, topic, partitions, *configs):
+    args = ["--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", str(partitions),
+            "--replication-factor", "1"]
+    for config in configs:
+        args += ["--config", config]
+    kafka_tool("topics", *args)
+
+
+def topic_configs(bootstrap, topic):
+    """kafka-configs --describe of a topic, as {name: value} of the overrides it lists."""
+    out = kafka_tool("configs", "--bootstrap-server", bootstrap, "--entity-type", "topics", "--entity-name", topic,
+                     "--describe")
+    return dict(re.findall(r"\b([a-z][a-z.]+)=([^\s,]+)", out.split("are:", 1)[-1]))
+
+
+def test_kafka_configs_adds_changes_and_deletes_topic_overrides(broker):
+    topic = unique_topic("java-configs")
+    create_topic(broker.bootstrap, topic, 1, "retention.ms=3600000")
+    assert topic_configs(broker.bootstrap, topic).get("retention.ms") == "3600000"
+    # IncrementalAlterConfigs: SET two, then DELETE one; the other stays.
+    kafka_tool("configs", "--bootstrap-server", broker.bootstrap, "--entity-type", "topics", "--entity-name", topic,
+               "--alter", "--add-config", "retention.ms=7200000,max.message.bytes=2000000")
+    configs = topic_configs(broker.bootstrap, topic)
+    assert (configs.get("retention.ms"), configs.get("max.message.bytes")) == ("7200000", "2000000"), configs
+    kafka_tool("configs", "--bootstrap-server", broker.bootstrap, "--entity-type", "topics", "--entity-name", topic,
+               "--alter", "--delete-config", "retention.ms")
+    configs = topic_configs(broker.bootstrap, topic)
+    assert "retention.ms" not in configs and configs.get("max.message.bytes") == "2000000", configs
+    # A value the broker cannot take is refused with Kafka's error, and nothing changes.
+    refused = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "tool", "configs", "--bootstrap-server", broker.bootstrap,
+         "--entity-type", "topics", "--entity-name", topic, "--alter", "--add-config", "retention.ms=soon"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert refused.returncode != 0 and "InvalidConfigurationException" in refused.stdout + refused.stderr, refused
+    assert topic_configs(broker.bootstrap, topic).get("max.message.bytes") == "2000000"
+
+
+def test_console_tools_round_trip_and_the_group_tool_resets_offsets(broker):
+    topic = unique_topic("java-console")
+    group = unique_topic("java-console-group")
+    create_topic(broker.bootstrap, topic, 1)
+    lines = [f"line {i}" for i in range(50)]
+    kafka_tool_with_input("console-producer", "\n".join(lines) + "\n", "--bootstrap-server", broker.bootstrap,
+                          "--topic", topic)
+
+    def consume(count):
+        out = kafka_tool("console-consumer", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                         "--group", group, "--max-messages", str(count), "--timeout-ms", "30000")
+        return [line for line in out.splitlines() if line.startswith("line ")]
+
+    def position():
+        described = kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--describe",
+                               "--group", group)
+        rows = [line.split() for line in described.splitlines() if line.split()[:2] == [group, topic]]
+        assert len(rows) == 1, described
+        return int(rows[0][3]), int(rows[0][5])  # current offset, lag
+
+    # A new group starts at the end by default; --from-beginning is the console consumer's
+    # way, but the group's reset policy is what the group tool works on: start it earliest.
+    kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--group", group, "--topic", topic,
+               "--reset-offsets", "--to-earliest", "--execute")
+    assert position() == (0, 50)
+    assert consume(50) == lines
+    assert position() == (50, 0)
+
+    kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--group", group, "--topic", topic,
+               "--reset-offsets", "--to-offset", "20", "--execute")
+    assert position() == (20, 30)
+    kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--group", group, "--topic", topic,
+               "--reset-offsets", "--shift-by", "-5", "--execute")
+    assert position() == (15, 35)
+    # --dry-run shows the plan and changes nothing.
+    planned = kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--group", group, "--topic",
+                         topic, "--reset-offsets", "--to-latest", "--dry-run")
+    assert re.search(rf"{group}\s+{topic}\s+0\s+50", planned), planned
+    assert position() == (15, 35)
+    # The consumer resumes where the tool put the group.
+    assert consume(5) == lines[15:20]
+
+    kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--delete", "--group", group)
+    listed = kafka_tool("consumer-groups", "--bootstrap-server", broker.bootstrap, "--list")
+    assert group not in listed.split(), listed
+
+
+def test_delete_records_moves_the_log_start_and_consumers_see_it(broker):
+    topic = unique_topic("java-delete-records")
+    create_topic(broker.bootstrap, topic, 2)
+    kafka_tool("producer-perf-test", "--topic", topic, "--num-records", "1000", "--record-size", "100",
+               "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
+               "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner")
+    latest = end_offsets(broker.bootstrap, topic)
+    assert sum(latest.values()) == 1000, latest
+    plan = ROOT / "target" / f"{topic}.json"
+    plan.parent.mkdir(exist_ok=True)
+    plan.write_text('{"partitions": [{"topic": "%s", "partition": 0, "offset": 100}], "version": 1}' % topic)
+    try:
+        out = kafka_tool("delete-records", "--bootstrap-server", broker.bootstrap, "--offset-json-file", str(plan))
+    finally:
+        plan.unlink()
+    assert re.search(rf"partition: {topic}-0\s+low_watermark: 100", out), out
+    earliest = kafka_tool("get-offsets", "--bootstrap-server", broker.bootstrap, "--topic", topic, "--time", "-2")
+    starts = {int(p): int(o) for _, p, o in (line.rsplit(":", 2) for line in earliest.splitlines())}
+    assert starts == {0: 100, 1: 0}, earliest
+    # The latest offsets did not move.
+    assert end_offsets(broker.bootstrap, topic) == latest
