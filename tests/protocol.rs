@@ -483,6 +483,62 @@ fn every_advertised_version_of_every_api_answers() {
             "DeleteRecords v{v}"
         );
     }
+    for v in range(ApiKey::DescribeLogDirs) {
+        use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+        // Every partition (null), then partition 1 of this topic and one it does not have.
+        let all: DescribeLogDirsResponse = client.call(
+            ApiKey::DescribeLogDirs,
+            v,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        );
+        assert_eq!(all.results.len(), 1, "one log dir, v{v}");
+        let dir = &all.results[0];
+        assert!(
+            dir.log_dir.ends_with("data"),
+            "DescribeLogDirs v{v}: {:?}",
+            dir.log_dir
+        );
+        let topic = dir
+            .topics
+            .iter()
+            .find(|t| t.name == name())
+            .expect("listed");
+        assert_eq!(topic.partitions.len(), 2, "DescribeLogDirs v{v}");
+        assert!(
+            topic.partitions.iter().all(|p| p.partition_size > 0),
+            "v{v}"
+        );
+        if v >= 4 {
+            assert!(
+                dir.total_bytes >= dir.usable_bytes && dir.usable_bytes > 0,
+                "v{v}"
+            );
+        } else {
+            assert_eq!((dir.total_bytes, dir.usable_bytes), (-1, -1), "v{v}");
+        }
+        let some: DescribeLogDirsResponse = client.call(
+            ApiKey::DescribeLogDirs,
+            v,
+            &DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(name())
+                    .with_partitions(vec![1, 7]),
+            ])),
+        );
+        let topics = &some.results[0].topics;
+        assert_eq!(topics.len(), 1, "DescribeLogDirs v{v}");
+        let sizes: Vec<_> = topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.partition_size))
+            .collect();
+        let expected = topic.partitions.iter().find(|p| p.partition_index == 1);
+        assert_eq!(
+            sizes,
+            vec![(1, expected.unwrap().partition_size)],
+            "only partition 1, at its size: v{v}"
+        );
+    }
     for v in range(ApiKey::DescribeCluster) {
         let r: DescribeClusterResponse = client.call(
             ApiKey::DescribeCluster,

@@ -43,6 +43,10 @@ error_codes!(CreatePartitionsResponse => |r, f| { r.results.iter().for_each(|t| 
 error_codes!(DeleteRecordsResponse => |r, f| {
     r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
 });
+error_codes!(DescribeLogDirsResponse => |r, f| {
+    f(r.error_code);
+    r.results.iter().for_each(|d| f(d.error_code));
+});
 error_codes!(AlterConfigsResponse => |r, f| { r.responses.iter().for_each(|c| f(c.error_code)); });
 error_codes!(IncrementalAlterConfigsResponse => |r, f| {
     r.responses.iter().for_each(|c| f(c.error_code));

@@ -16,6 +16,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod error_codes;
 pub mod fetch;
 pub mod fetch_response;
@@ -71,6 +72,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
@@ -236,6 +238,7 @@ async fn handle(
         RequestKind::DeleteGroups(r) => delete_groups::handle(&ctx, request, r).await,
         RequestKind::OffsetDelete(r) => offset_delete::handle(&ctx, request, r).await,
         RequestKind::DeleteRecords(r) => delete_records::handle(&ctx, request, r).await,
+        RequestKind::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, request, r).await,
         RequestKind::AlterConfigs(r) => alter_configs::handle(&ctx, request, r).await,
         RequestKind::IncrementalAlterConfigs(r) => {
             incremental_alter_configs::handle(&ctx, request, r).await

@@ -200,3 +200,20 @@ def test_delete_records_moves_the_log_start_and_consumers_see_it(broker):
     assert starts == {0: 100, 1: 0}, earliest
     # The latest offsets did not move.
     assert end_offsets(broker.bootstrap, topic) == latest
+
+
+def test_kafka_log_dirs_reports_each_partitions_size(broker):
+    import json
+    topic = unique_topic("java-log-dirs")
+    create_topic(broker.bootstrap, topic, 2)
+    kafka_tool("producer-perf-test", "--topic", topic, "--num-records", "2000", "--record-size", "200",
+               "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
+               "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner")
+    out = kafka_tool("log-dirs", "--bootstrap-server", broker.bootstrap, "--describe", "--topic-list", topic)
+    report = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    [entry] = report["brokers"]
+    [log_dir] = entry["logDirs"]
+    assert log_dir["error"] is None and log_dir["logDir"].endswith("data"), log_dir
+    sizes = {p["partition"]: p["size"] for p in log_dir["partitions"]}
+    # 1,000 records of 200 B each per partition, batched: at least the values' bytes.
+    assert set(sizes) == {f"{topic}-0", f"{topic}-1"} and all(s >= 200_000 for s in sizes.values()), sizes
