@@ -7,6 +7,8 @@
 #   tests/node/node_modules: kafkajs, from the committed package-lock.json
 #   .kafka-peer/: stock Apache Kafka's jars from Maven Central (scripts/kafka-peer.sh), the
 #                 peer bench/tests/against_kafka.rs runs weir-bench against
+#   .franz-go/:   franz-go's kgo test binary, built from the Go module proxy
+#                 (scripts/franz-go.sh)
 # Safe to re-run: what is already installed (and unchanged since) is skipped. Non-interactive,
 # with retries around every network step, because CI runs it on a fresh clone with no stdin.
 set -euo pipefail
@@ -81,4 +83,9 @@ command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null || apt_install maven
 bash scripts/kafka-peer.sh install
 
-echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version); Kafka in $(bash scripts/kafka-peer.sh libs)"
+# franz-go's kgo suite: Go from the machine (apt only if absent; a Go older than franz-go's
+# go.mod asks for fetches the newer toolchain through the module proxy, GOTOOLCHAIN=auto).
+command -v go >/dev/null || apt_install golang-go
+bash scripts/franz-go.sh install
+
+echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version); Kafka in $(bash scripts/kafka-peer.sh libs); $(go version)"
