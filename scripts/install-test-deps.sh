@@ -8,7 +8,7 @@
 #   .kafka-peer/: stock Apache Kafka's jars from Maven Central (scripts/kafka-peer.sh), the
 #                 peer bench/tests/against_kafka.rs runs weir-bench against
 #   .franz-go/:   franz-go's kgo test binary, built from the Go module proxy
-#                 (scripts/franz-go.sh)
+#                 (scripts/franz-go.sh); Sarama's module for tests/go/sarama
 # Safe to re-run: what is already installed (and unchanged since) is skipped. Non-interactive,
 # with retries around every network step, because CI runs it on a fresh clone with no stdin.
 set -euo pipefail
@@ -87,5 +87,7 @@ bash scripts/kafka-peer.sh install
 # go.mod asks for fetches the newer toolchain through the module proxy, GOTOOLCHAIN=auto).
 command -v go >/dev/null || apt_install golang-go
 bash scripts/franz-go.sh install
+# Sarama, pinned by tests/go/sarama/go.sum: fetched here, so the test's `go build` is offline.
+(cd tests/go/sarama && retry go mod download)
 
 echo "test dependencies installed: $(kcat -V 2>&1 | head -1); $(.venv/bin/python --version); node $(node --version); Kafka in $(bash scripts/kafka-peer.sh libs); $(go version)"
