@@ -45,6 +45,10 @@ public class ClientMatrix {
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
         prefix = args[1];
+        if (args.length > 2 && args[2].equals("produce-steadily")) {
+            produceSteadily(args[1], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+            return;
+        }
         Map<String, Object> summary = new LinkedHashMap<>();
         try (Admin admin = Admin.create(common())) {
             String topic = prefix + "-records";
@@ -284,6 +288,40 @@ public class ClientMatrix {
         }
         done.add("deleteTopics");
         return done;
+    }
+
+    /**
+     * `count` records "j-0", "j-1", ... to partitions i % 2 of `topic` at about `rate` a second,
+     * with the producer's defaults and a delivery timeout long enough to ride out a broker
+     * restart; prints the number acknowledged and failed. The caller kills the broker meanwhile.
+     */
+    static void produceSteadily(String topic, int count, int rate) throws Exception {
+        Properties p = common();
+        p.put("delivery.timeout.ms", "120000");
+        p.put("request.timeout.ms", "10000");
+        p.put("retry.backoff.ms", "100");
+        p.put("reconnect.backoff.max.ms", "500");
+        p.put("linger.ms", "2");
+        java.util.concurrent.atomic.AtomicInteger acked = new java.util.concurrent.atomic.AtomicInteger();
+        List<String> failed = Collections.synchronizedList(new ArrayList<>());
+        try (Producer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+            long start = System.nanoTime();
+            for (int i = 0; i < count; i++) {
+                long due = start + (long) i * 1_000_000_000L / rate;
+                long wait = due - System.nanoTime();
+                if (wait > 0) Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
+                producer.send(new ProducerRecord<>(topic, i % 2, null, "j-" + i), (m, e) -> {
+                    if (e == null) acked.incrementAndGet();
+                    else failed.add(e.toString());
+                });
+            }
+            producer.flush();
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("acked", acked.get());
+        out.put("failed", failed.size());
+        out.put("first_failures", failed.subList(0, Math.min(3, failed.size())));
+        System.out.println(toJson(out));
     }
 
     static String toJson(Object o) {
