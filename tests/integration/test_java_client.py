@@ -19,11 +19,15 @@ ADMIN_CALLS = ["createTopics", "describeTopics", "describeCluster", "incremental
                "deleteConsumerGroupOffsets", "deleteConsumerGroups", "describeLogDirs", "deleteTopics"]
 
 
-def java_matrix(bootstrap, prefix):
+def client_matrix(*args):
+    """The command line running tests/java/ClientMatrix.java on the kafka-peer jars."""
     libs = subprocess.run(["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "libs"], capture_output=True,
                           text=True, check=True, cwd=ROOT).stdout.strip()
-    result = subprocess.run(["java", "-Xmx512m", "-cp", f"{libs}/*", str(ROOT / "tests" / "java" / "ClientMatrix.java"),
-                             bootstrap, prefix], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    return ["java", "-Xmx512m", "-cp", f"{libs}/*", str(ROOT / "tests" / "java" / "ClientMatrix.java"), *args]
+
+
+def java_matrix(bootstrap, prefix):
+    result = subprocess.run(client_matrix(bootstrap, prefix), capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert result.returncode == 0, f"ClientMatrix failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -47,10 +51,7 @@ def test_java_idempotent_producer_retries_across_broker_crashes_without_duplicat
     producer state comes back from the log, so every record is stored once and in order."""
     topic = create_topic(broker.bootstrap, unique_topic("java-idemkill"), partitions=2)
     count = 30_000
-    libs = subprocess.run(["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "libs"], capture_output=True,
-                          text=True, check=True, cwd=ROOT).stdout.strip()
-    producer = subprocess.Popen(["java", "-Xmx512m", "-cp", f"{libs}/*", str(ROOT / "tests" / "java" / "ClientMatrix.java"),
-                                 broker.bootstrap, topic, "produce-steadily", str(count), "3000"],
+    producer = subprocess.Popen(client_matrix(broker.bootstrap, topic, "produce-steadily", str(count), "3000"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         # The source launcher compiles first; kill once records are flowing, and again later.

@@ -12,14 +12,21 @@ RECORDS = 20_000
 PARTITIONS = 4
 
 
-def kafka_tool(name, *args, timeout=180):
-    result = subprocess.run(
+def run_tool(name, *args, input=None, timeout=180):
+    """One of Kafka's tools on the kafka-peer jars, fed `input` on stdin; the finished process."""
+    return subprocess.run(
         ["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "tool", name, *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def kafka_tool(name, *args, input=None, timeout=180):
+    """A tool that must succeed; its stdout."""
+    result = run_tool(name, *args, input=input, timeout=timeout)
     assert result.returncode == 0, f"kafka {name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -81,20 +88,6 @@ def test_perf_tests_move_every_record_and_the_group_commits_all_of_it(broker):
         assert (current, end, lag) == (offsets[partition], offsets[partition], 0), described
 
 
-def kafka_tool_with_input(name, text, *args, timeout=180):
-    """A tool that reads stdin (console-producer), fed `text`."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "tool", name, *args],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, f"kafka {name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 def create_topic(bootstrap, topic, partitions, *configs):
     args = ["--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", str(partitions),
             "--replication-factor", "1"]
@@ -124,10 +117,8 @@ def test_kafka_configs_adds_changes_and_deletes_topic_overrides(broker):
     configs = topic_configs(broker.bootstrap, topic)
     assert "retention.ms" not in configs and configs.get("max.message.bytes") == "2000000", configs
     # A value the broker cannot take is refused with Kafka's error, and nothing changes.
-    refused = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kafka-peer.sh"), "tool", "configs", "--bootstrap-server", broker.bootstrap,
-         "--entity-type", "topics", "--entity-name", topic, "--alter", "--add-config", "retention.ms=soon"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT)
+    refused = run_tool("configs", "--bootstrap-server", broker.bootstrap, "--entity-type", "topics", "--entity-name",
+                       topic, "--alter", "--add-config", "retention.ms=soon")
     assert refused.returncode != 0 and "InvalidConfigurationException" in refused.stdout + refused.stderr, refused
     assert topic_configs(broker.bootstrap, topic).get("max.message.bytes") == "2000000"
 
@@ -137,8 +128,8 @@ def test_console_tools_round_trip_and_the_group_tool_resets_offsets(broker):
     group = unique_topic("java-console-group")
     create_topic(broker.bootstrap, topic, 1)
     lines = [f"line {i}" for i in range(50)]
-    kafka_tool_with_input("console-producer", "\n".join(lines) + "\n", "--bootstrap-server", broker.bootstrap,
-                          "--topic", topic)
+    kafka_tool("console-producer", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+               input="\n".join(lines) + "\n")
 
     def consume(count):
         out = kafka_tool("console-consumer", "--bootstrap-server", broker.bootstrap, "--topic", topic,
