@@ -75,26 +75,29 @@ pub async fn handle(
             topics[ti].partitions[pi].partition_size = size;
         }
     }
+    // Canonicalizing the path and statvfs are blocking syscalls: off the reactor, in one trip.
+    // The disk's space is asked only of versions that carry it (4+).
     let data_dir = ctx.config.data_dir.clone();
-    let path = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
-    // statvfs is a blocking syscall: off the reactor.
-    let space = {
-        let path = path.clone();
-        glommio::executor()
-            .spawn_blocking(move || nix::sys::statvfs::statvfs(&path))
-            .await
-    };
+    let with_space = request.version >= 4;
+    let (path, space) = glommio::executor()
+        .spawn_blocking(move || {
+            let space = if with_space {
+                nix::sys::statvfs::statvfs(&data_dir).ok()
+            } else {
+                None
+            };
+            let path = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+            (path, space)
+        })
+        .await;
     // Kafka answers -1 for both where it cannot tell (and versions before 4 carry neither).
-    let (total, usable) = match space {
-        Ok(s) if request.version >= 4 => {
-            let block = s.fragment_size() as i64;
-            (
-                s.blocks() as i64 * block,
-                s.blocks_available() as i64 * block,
-            )
-        }
-        _ => (-1, -1),
-    };
+    let (total, usable) = space.map_or((-1, -1), |s| {
+        let block = s.fragment_size() as i64;
+        (
+            s.blocks() as i64 * block,
+            s.blocks_available() as i64 * block,
+        )
+    });
     let result = DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(&path.to_string_lossy()))
         .with_topics(topics)

@@ -64,6 +64,8 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
     let m = &ctx.metrics;
     let stats = glommio::executor().executor_stats();
     let calls = ctx.shard.call_stats();
+    // One list of the shard's partitions (it clones their names) serves both uses below.
+    let owned = ctx.owned_partitions();
     ShardSnapshot {
         shard: ctx.shard.id(),
         busy_seconds: stats.total_runtime().as_secs_f64(),
@@ -107,8 +109,7 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         queued_max_request_bytes: ctx.request_budget.capacity() as u64,
         connections_waiting_for_budget: ctx.request_budget.waiting() as u64,
         erase_backlog_bytes: weir_storage::log::erase_backlog_bytes(),
-        recovery_truncated_bytes: ctx
-            .owned_partitions()
+        recovery_truncated_bytes: owned
             .iter()
             .map(|(_, _, log)| log.recovery_report().bytes_truncated)
             .sum(),
@@ -122,8 +123,7 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         retired_log_io: m.retired_log_io.get(),
         cross_shard_calls: calls.calls.get(),
         cross_shard_seconds: calls.round_trip_nanos.get() as f64 / 1e9,
-        partitions: ctx
-            .owned_partitions()
+        partitions: owned
             .into_iter()
             .map(|(topic, partition, log)| PartitionSnapshot {
                 topic,
