@@ -2,6 +2,7 @@
 producer, a classic-protocol group consumer) against the real broker. The jars are stock
 Kafka 4.x from Maven Central, installed by scripts/kafka-peer.sh."""
 
+import json
 import re
 import subprocess
 
@@ -31,21 +32,40 @@ def kafka_tool(name, *args, input=None, timeout=180):
     return result.stdout
 
 
-def end_offsets(bootstrap, topic):
-    """GetOffsetShell's `topic:partition:offset` lines, as {partition: latest offset}."""
-    out = kafka_tool("get-offsets", "--bootstrap-server", bootstrap, "--topic", topic)
-    offsets = {}
+def offsets(bootstrap, topic, time="-1"):
+    """GetOffsetShell's `topic:partition:offset` lines at `time` (-1 latest, -2 earliest), as
+    {partition: offset}."""
+    out = kafka_tool("get-offsets", "--bootstrap-server", bootstrap, "--topic", topic, "--time", time)
+    found = {}
     for line in out.splitlines():
         name, partition, offset = line.rsplit(":", 2)
         assert name == topic, line
-        offsets[int(partition)] = int(offset)
-    return offsets
+        found[int(partition)] = int(offset)
+    return found
+
+
+def end_offsets(bootstrap, topic):
+    return offsets(bootstrap, topic, "-1")
+
+
+def create_topic(bootstrap, topic, partitions, *configs):
+    args = ["--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", str(partitions),
+            "--replication-factor", "1"]
+    for config in configs:
+        args += ["--config", config]
+    kafka_tool("topics", *args)
+
+
+def produce_round_robin(bootstrap, topic, records, record_size):
+    """producer-perf-test as fast as it goes, spreading the records evenly over the partitions."""
+    kafka_tool("producer-perf-test", "--topic", topic, "--num-records", str(records), "--record-size",
+               str(record_size), "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+               "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner")
 
 
 def test_kafka_topics_creates_lists_and_describes(broker):
     topic = unique_topic("java-admin")
-    kafka_tool("topics", "--bootstrap-server", broker.bootstrap, "--create", "--topic", topic,
-               "--partitions", str(PARTITIONS), "--replication-factor", "1", "--config", "retention.ms=3600000")
+    create_topic(broker.bootstrap, topic, PARTITIONS, "retention.ms=3600000")
     assert topic in kafka_tool("topics", "--bootstrap-server", broker.bootstrap, "--list").split()
     described = kafka_tool("topics", "--bootstrap-server", broker.bootstrap, "--describe", "--topic", topic)
     assert re.search(rf"Topic: {topic}\s.*PartitionCount: {PARTITIONS}\s.*ReplicationFactor: 1", described), described
@@ -57,15 +77,14 @@ def test_kafka_topics_creates_lists_and_describes(broker):
 def test_perf_tests_move_every_record_and_the_group_commits_all_of_it(broker):
     topic = unique_topic("java-perf")
     group = unique_topic("java-group")
-    kafka_tool("topics", "--bootstrap-server", broker.bootstrap, "--create", "--topic", topic,
-               "--partitions", str(PARTITIONS), "--replication-factor", "1")
+    create_topic(broker.bootstrap, topic, PARTITIONS)
     # The Java producer's defaults: idempotence on, acks=all, up to 5 requests in flight.
     produced = kafka_tool("producer-perf-test", "--topic", topic, "--num-records", str(RECORDS),
                           "--record-size", "512", "--throughput", "-1",
                           "--producer-props", f"bootstrap.servers={broker.bootstrap}", "acks=all")
     assert f"{RECORDS} records sent" in produced.splitlines()[-1], produced
-    offsets = end_offsets(broker.bootstrap, topic)
-    assert sorted(offsets) == list(range(PARTITIONS)) and sum(offsets.values()) == RECORDS, offsets
+    ends = end_offsets(broker.bootstrap, topic)
+    assert sorted(ends) == list(range(PARTITIONS)) and sum(ends.values()) == RECORDS, ends
 
     consumed = kafka_tool("consumer-perf-test", "--bootstrap-server", broker.bootstrap, "--topic", topic,
                           "--messages", str(RECORDS), "--group", group, "--timeout", "60000")
@@ -85,15 +104,7 @@ def test_perf_tests_move_every_record_and_the_group_commits_all_of_it(broker):
     assert len(rows) == PARTITIONS, described
     for row in rows:
         partition, current, end, lag = int(row[2]), int(row[3]), int(row[4]), int(row[5])
-        assert (current, end, lag) == (offsets[partition], offsets[partition], 0), described
-
-
-def create_topic(bootstrap, topic, partitions, *configs):
-    args = ["--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", str(partitions),
-            "--replication-factor", "1"]
-    for config in configs:
-        args += ["--config", config]
-    kafka_tool("topics", *args)
+        assert (current, end, lag) == (ends[partition], ends[partition], 0), described
 
 
 def topic_configs(bootstrap, topic):
@@ -173,9 +184,7 @@ def test_console_tools_round_trip_and_the_group_tool_resets_offsets(broker):
 def test_delete_records_moves_the_log_start_and_consumers_see_it(broker):
     topic = unique_topic("java-delete-records")
     create_topic(broker.bootstrap, topic, 2)
-    kafka_tool("producer-perf-test", "--topic", topic, "--num-records", "1000", "--record-size", "100",
-               "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
-               "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner")
+    produce_round_robin(broker.bootstrap, topic, 1_000, 100)
     latest = end_offsets(broker.bootstrap, topic)
     assert sum(latest.values()) == 1000, latest
     plan = ROOT / "target" / f"{topic}.json"
@@ -186,20 +195,16 @@ def test_delete_records_moves_the_log_start_and_consumers_see_it(broker):
     finally:
         plan.unlink()
     assert re.search(rf"partition: {topic}-0\s+low_watermark: 100", out), out
-    earliest = kafka_tool("get-offsets", "--bootstrap-server", broker.bootstrap, "--topic", topic, "--time", "-2")
-    starts = {int(p): int(o) for _, p, o in (line.rsplit(":", 2) for line in earliest.splitlines())}
-    assert starts == {0: 100, 1: 0}, earliest
+    starts = offsets(broker.bootstrap, topic, "-2")
+    assert starts == {0: 100, 1: 0}, starts
     # The latest offsets did not move.
     assert end_offsets(broker.bootstrap, topic) == latest
 
 
 def test_kafka_log_dirs_reports_each_partitions_size(broker):
-    import json
     topic = unique_topic("java-log-dirs")
     create_topic(broker.bootstrap, topic, 2)
-    kafka_tool("producer-perf-test", "--topic", topic, "--num-records", "2000", "--record-size", "200",
-               "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
-               "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner")
+    produce_round_robin(broker.bootstrap, topic, 2_000, 200)
     out = kafka_tool("log-dirs", "--bootstrap-server", broker.bootstrap, "--describe", "--topic-list", topic)
     report = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     [entry] = report["brokers"]
