@@ -94,6 +94,27 @@ pub fn read_replaced(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Creates `dir` and any missing parents durably: each new directory's entry is synced in
+/// its parent, so that a power cut cannot take away a directory whose files were synced.
+pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Syncs a directory, so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -86,7 +86,7 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail. Blocking: call it before
     /// the node starts or on the blocking pool.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        files::create_dir_durably(dir)?;
         let state: HardState = match files::read_replaced(&dir.join(STATE_FILE))? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| invalid(format!("{}: {e}", dir.join(STATE_FILE).display())))?,

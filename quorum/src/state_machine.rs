@@ -62,7 +62,7 @@ impl StateMachine {
     /// The state machine over `app`, with the snapshot saved in `dir` if there is one.
     /// Blocking: call it before the node starts or on the blocking pool.
     pub fn open(dir: &Path, app: Box<dyn Apply>) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        files::create_dir_durably(dir)?;
         let path = dir.join(SNAPSHOT_FILE);
         let current = match files::read_replaced(&path)? {
             Some(bytes) => {
