@@ -34,6 +34,17 @@ pub enum Frame<'a> {
     Bad,
 }
 
+/// Where a bad frame at the front of `bytes` claims to end: past its header and the payload
+/// length it states when that length is plausible, else just past its header. A bad frame
+/// with nothing but zeros (or nothing) beyond this point is a torn last write.
+pub fn claimed_end(bytes: &[u8]) -> usize {
+    let len = bytes
+        .get(..4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let payload = if len <= MAX_FRAME { len } else { 0 };
+    (FRAME_HEADER + payload).min(bytes.len())
+}
+
 /// Reads the frame at the front of `bytes`.
 pub fn take_frame(bytes: &[u8]) -> Frame<'_> {
     let Some(header) = bytes.get(..FRAME_HEADER) else {

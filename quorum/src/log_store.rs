@@ -217,10 +217,11 @@ fn read_entries(
                 at += len;
             }
             Frame::Incomplete => break,
+            // A write torn inside the last frame (some of its sectors never written) leaves
+            // a bad frame with nothing after it; damage has good data after it.
             Frame::Bad
-                if bytes[at..]
+                if bytes[at + files::claimed_end(&bytes[at..])..]
                     .iter()
-                    .skip(files::FRAME_HEADER)
                     .all(|&b| b == 0) =>
             {
                 break
@@ -401,6 +402,14 @@ mod tests {
         let mut zeroed = bytes.clone();
         zeroed.extend_from_slice(&[0u8; 100]);
         assert_eq!(read_entries(&zeroed, None, &path).unwrap().1, whole as u64);
+
+        // The last frame with its later sectors unwritten (zeros): torn, cut.
+        let mut holed = bytes.clone();
+        let last = holed.len();
+        holed[last - 20..].fill(0);
+        let (entries, end) = read_entries(&holed, None, &path).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(end < whole as u64);
 
         // A flipped bit in the middle entry, with the third after it: refused.
         let mut damaged = bytes.clone();
