@@ -75,17 +75,34 @@ pub fn take_frame(bytes: &[u8]) -> Frame<'_> {
 pub fn replace(dir: &Path, name: &str, payload: &[u8]) -> io::Result<()> {
     let mut framed = Vec::with_capacity(FRAME_HEADER + payload.len());
     put_frame(&mut framed, payload);
+    replace_raw(dir, name, &framed)
+}
+
+/// Replaces `dir/name` with `bytes` as they are, durably, as [`replace`] does.
+pub fn replace_raw(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    file.write_all(&framed)?;
+    file.write_all(bytes)?;
     file.sync_data()?;
     drop(file);
     std::fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// An error for stored bytes that do not read as what they should be.
+pub fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Runs blocking file work on the executor's blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    glommio::executor().spawn_blocking(f).await
 }
 
 /// Reads a file written by [`replace`]: None if it does not exist.

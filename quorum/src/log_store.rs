@@ -28,7 +28,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use serde::{Deserialize, Serialize};
 
-use crate::files::{self, Frame};
+use crate::files::{self, blocking, invalid, Frame};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 const LOG_FILE: &str = "raft-log";
@@ -67,19 +67,8 @@ pub struct LogStore {
     inner: Rc<RefCell<Inner>>,
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(io::Error::other)
-}
-
-/// Runs blocking file work on the executor's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    glommio::executor().spawn_blocking(f).await
 }
 
 impl LogStore {
@@ -154,11 +143,7 @@ impl LogStore {
         };
         let len = frames.len() as u64;
         let file = blocking(move || {
-            let tmp = dir.join(format!("{LOG_FILE}.tmp"));
-            std::fs::write(&tmp, &frames)?;
-            File::open(&tmp)?.sync_data()?;
-            std::fs::rename(&tmp, dir.join(LOG_FILE))?;
-            files::sync_dir(&dir)?;
+            files::replace_raw(&dir, LOG_FILE, &frames)?;
             OpenOptions::new()
                 .read(true)
                 .write(true)

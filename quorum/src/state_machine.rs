@@ -17,7 +17,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 
-use crate::files;
+use crate::files::{self, blocking, invalid};
 use crate::types::{LogId, Record, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "raft-snapshot";
@@ -52,10 +52,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Rc<RefCell<Inner>>,
-}
-
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 impl StateMachine {
@@ -100,9 +96,7 @@ impl StateMachine {
         })
         .map_err(io::Error::other)?;
         let dir = self.inner.borrow().dir.clone();
-        glommio::executor()
-            .spawn_blocking(move || files::replace(&dir, SNAPSHOT_FILE, &saved))
-            .await?;
+        blocking(move || files::replace(&dir, SNAPSHOT_FILE, &saved)).await?;
         self.inner.borrow_mut().current = Some((meta, data));
         Ok(())
     }
